@@ -1,0 +1,173 @@
+/**
+ * agent.json: shape, defaults, validation and environment overrides. Read once at start;
+ * an invalid file is a ConfigError naming the key.
+ */
+import { readFileSync } from 'node:fs';
+import { ConfigError } from './errors';
+import { LOG_LEVELS } from './log';
+import type { RootedPaths } from './paths';
+import {
+  absPath, arrayOf, bool, httpUrl, int, nullable, object, oneOf, optional, str, type Rule,
+} from './config-schema';
+
+export const DEFAULT_CONFIG_PATH = '/etc/cartridge-agent/agent.json';
+
+export const SOURCE_NAMES = ['personality', 'configdrive', 'nocloud', 'ec2', 'openstack', 'cloudstack'] as const;
+export type SourceName = (typeof SOURCE_NAMES)[number];
+export const PAYLOAD_FORMATS = ['auto', 'launch-params', 'dotenv', 'json'] as const;
+
+const label = str({ pattern: /^[A-Za-z0-9_-]{1,16}$/, hint: 'must be a filesystem label (letters, digits, - or _)' });
+const envName = str({ pattern: /^[A-Z_][A-Z0-9_]*$/, hint: 'must be an environment variable name ([A-Z_][A-Z0-9_]*)' });
+
+/** Timeouts and retries shared by the network metadata sources. */
+const networkRules = {
+  connectTimeoutMs: optional(int(50, 60_000), 1_000),
+  requestTimeoutMs: optional(int(100, 300_000), 5_000),
+  retries: optional(int(0, 20), 2),
+};
+
+const schema = object({
+  sources: object({
+    order: optional(arrayOf(oneOf(SOURCE_NAMES), { unique: true, nonEmpty: true }), ['personality', 'configdrive', 'nocloud']),
+    /** How long discovery keeps polling when no source has anything yet (personality files arrive late). */
+    waitSeconds: optional(int(0, 3600), 60),
+    pollIntervalMs: optional(int(50, 60_000), 1_000),
+    /** Probe block devices by label (blkid) and mount them read-only. Off for tests under --root. */
+    scanDevices: optional(bool(), true),
+    personality: object({
+      paths: optional(arrayOf(absPath(), { nonEmpty: true }), ['/etc/cartridge-agent/payload-url']),
+    }),
+    configdrive: object({
+      seedDirs: optional(arrayOf(absPath()), ['/var/lib/cloud/seed/config_drive', '/config-drive']),
+      labels: optional(arrayOf(label), ['config-2', 'CONFIG-2']),
+    }),
+    nocloud: object({
+      seedDirs: optional(arrayOf(absPath()), ['/var/lib/cloud/seed/nocloud', '/var/lib/cloud/seed/nocloud-net']),
+      labels: optional(arrayOf(label), ['cidata', 'CIDATA']),
+    }),
+    ec2: object({
+      baseUrl: optional(httpUrl(), 'http://169.254.169.254'),
+      tokenTtlSeconds: optional(int(1, 21_600), 21_600),
+      ...networkRules,
+    }),
+    openstack: object({
+      baseUrl: optional(httpUrl(), 'http://169.254.169.254'),
+      ...networkRules,
+    }),
+    cloudstack: object({
+      /** null: find the virtual router from the DHCP lease files. */
+      baseUrl: optional(nullable(httpUrl()), null),
+      leaseDirs: optional(arrayOf(absPath()), ['/run/systemd/netif/leases', '/var/lib/dhcp', '/var/lib/dhclient', '/var/lib/NetworkManager']),
+      ...networkRules,
+    }),
+  }),
+  payload: object({
+    format: optional(oneOf(PAYLOAD_FORMATS), 'auto'),
+    /** Largest payload body accepted, in bytes (after decompression). */
+    maxBytes: optional(int(1, 64 * 1024 * 1024), 1024 * 1024),
+    /** Largest user data accepted from a source, in bytes (before and after decompression). */
+    maxUserDataBytes: optional(int(1, 64 * 1024 * 1024), 1024 * 1024),
+    maxKeys: optional(int(1, 1_000_000), 10_000),
+    /** Names DESIGN.md refuses by default (PATH, LD_*, …) that this image explicitly allows. */
+    allowNames: optional(arrayOf(envName, { unique: true }), []),
+    /** Ed25519 public key (PEM file path, or base64 of the 32 raw bytes); when set every payload must be signed. */
+    publicKey: optional(nullable(str({ nonEmpty: true })), null),
+    fetch: object({
+      /** CA bundle (PEM) trusted for https payload URLs, in addition to none: it replaces the system store. */
+      caFile: optional(nullable(absPath()), null),
+      connectTimeoutMs: optional(int(50, 60_000), 3_000),
+      requestTimeoutMs: optional(int(100, 600_000), 10_000),
+      /** Give up (and fall back to the cache) after this long in total. */
+      deadlineSeconds: optional(int(1, 3_600), 60),
+      backoffBaseMs: optional(int(1, 60_000), 250),
+      backoffCapMs: optional(int(1, 600_000), 10_000),
+    }),
+  }),
+  export: object({
+    envFile: optional(nullable(absPath()), '/run/cartridge-agent/payload.env'),
+    jsonFile: optional(nullable(absPath()), '/run/cartridge-agent/payload.json'),
+    shFile: optional(nullable(absPath()), '/etc/profile.d/cartridge-agent.sh'),
+    /** Stratos compatibility: one-line launch-params file (null: not written). */
+    launchParamsFile: optional(nullable(absPath()), null),
+    mode: optional(oneOf(['0600', '0640'] as const), '0640'),
+    /** Group owning the export files (with mode 0640, who may read them). null: root's group. */
+    group: optional(nullable(str({ pattern: /^[a-z_][a-z0-9_-]*\$?$/i, hint: 'must be a group name' })), null),
+  }),
+  state: object({
+    dir: optional(absPath(), '/var/lib/cartridge-agent'),
+  }),
+  log: object({
+    level: optional(oneOf(LOG_LEVELS), 'info'),
+  }),
+});
+
+export type AgentConfig = ReturnType<typeof schema>;
+export type NetworkSourceConfig = AgentConfig['sources']['ec2'];
+
+export function parseConfig(raw: unknown, file?: string): AgentConfig {
+  try {
+    const cfg = schema(raw, '');
+    if (cfg.payload.fetch.backoffCapMs < cfg.payload.fetch.backoffBaseMs) {
+      throw new ConfigError('payload.fetch.backoffCapMs', 'must be at least payload.fetch.backoffBaseMs');
+    }
+    return cfg;
+  } catch (err) {
+    if (err instanceof ConfigError && file && !err.file) throw new ConfigError(err.key, err.message.replace(/^config key "[^"]*": /, ''), file);
+    throw err;
+  }
+}
+
+/**
+ * Environment overrides (documented in docs/config.md). They are applied to the raw JSON
+ * before validation, so a bad override is reported under its config key.
+ */
+const ENV_OVERRIDES: ReadonlyArray<{ env: string; key: string[]; parse: (s: string) => unknown }> = [
+  { env: 'CARTRIDGE_AGENT_LOG_LEVEL', key: ['log', 'level'], parse: (s) => s },
+  { env: 'CARTRIDGE_AGENT_SOURCES', key: ['sources', 'order'], parse: (s) => s.split(',').map((x) => x.trim()).filter(Boolean) },
+  { env: 'CARTRIDGE_AGENT_WAIT_SECONDS', key: ['sources', 'waitSeconds'], parse: (s) => (/^\d+$/.test(s) ? Number(s) : s) },
+];
+
+export function applyEnvOverrides(raw: unknown, env: NodeJS.ProcessEnv): unknown {
+  const out = structuredClone(raw ?? {}) as Record<string, unknown>;
+  if (typeof out !== 'object' || Array.isArray(out)) return raw;
+  for (const o of ENV_OVERRIDES) {
+    const value = env[o.env];
+    if (value === undefined || value === '') continue;
+    let node = out;
+    for (const part of o.key.slice(0, -1)) {
+      if (typeof node[part] !== 'object' || node[part] === null) node[part] = {};
+      node = node[part] as Record<string, unknown>;
+    }
+    node[o.key[o.key.length - 1] as string] = o.parse(value);
+  }
+  return out;
+}
+
+/**
+ * Load the config file (resolved under --root). A missing file at the default path means
+ * "all defaults"; a missing file named explicitly with --config is an error.
+ */
+export function loadConfig(paths: RootedPaths, configPath: string | undefined, env: NodeJS.ProcessEnv): { config: AgentConfig; file: string | null } {
+  const imagePath = configPath ?? DEFAULT_CONFIG_PATH;
+  const hostPath = paths.resolve(imagePath);
+  let raw: unknown = {};
+  let file: string | null = hostPath;
+  let text: string | null = null;
+  try {
+    text = readFileSync(hostPath, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && configPath === undefined) file = null;
+    else throw new ConfigError('(file)', `cannot read config: ${(err as Error).message}`, hostPath);
+  }
+  if (text !== null) {
+    try {
+      raw = JSON.parse(text);
+    } catch (err) {
+      throw new ConfigError('(file)', `not valid JSON: ${(err as Error).message}`, hostPath);
+    }
+  }
+  return { config: parseConfig(applyEnvOverrides(raw, env), file ?? undefined), file };
+}
+
+export type { Rule };

@@ -1,0 +1,96 @@
+/**
+ * Typed errors. Every failure the agent reports carries an exit code (part of the CLI
+ * contract, see docs/cli.md) and enough context to say exactly what was wrong and where.
+ */
+
+export const ExitCode = {
+  OK: 0,
+  INTERNAL: 1,
+  USAGE: 2,
+  CONFIG: 3,
+  NO_POINTER: 4,
+  FETCH: 5,
+  PAYLOAD_REJECTED: 6,
+  EXPORT: 7,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+export class AgentError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: ExitCode,
+    /** Extra, log-safe context (never secrets). */
+    readonly context: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** Wrong command line: unknown command, bad flag. */
+export class UsageError extends AgentError {
+  constructor(message: string) {
+    super(message, ExitCode.USAGE);
+  }
+}
+
+/** agent.json (or an environment override) is invalid; `key` names the offending key. */
+export class ConfigError extends AgentError {
+  constructor(
+    readonly key: string,
+    detail: string,
+    readonly file?: string,
+  ) {
+    super(`${file ? `${file}: ` : ''}config key "${key}": ${detail}`, ExitCode.CONFIG, { key, file });
+  }
+}
+
+/** No source yielded a payload pointer; `reasons` says why each one did not. */
+export class NoPointerError extends AgentError {
+  constructor(readonly reasons: ReadonlyArray<{ source: string; reason: string }>) {
+    super(
+      `no payload pointer found; ${reasons.map((r) => `${r.source}: ${r.reason}`).join('; ')}`,
+      ExitCode.NO_POINTER,
+      { reasons },
+    );
+  }
+}
+
+/** A source found something meant for us that is broken (e.g. a personality file that is not a URL). */
+export class SourceError extends AgentError {
+  constructor(
+    readonly source: string,
+    readonly where: string,
+    detail: string,
+  ) {
+    super(`${source} (${where}): ${detail}`, ExitCode.NO_POINTER, { source, where });
+  }
+}
+
+/** The payload could not be fetched. `terminal` means retrying would not help (e.g. 403). */
+export class FetchError extends AgentError {
+  constructor(
+    message: string,
+    readonly terminal: boolean,
+    context: Record<string, unknown> = {},
+  ) {
+    super(message, ExitCode.FETCH, context);
+  }
+}
+
+/** The payload arrived but is refused: bad signature, bad format, forbidden name, unexportable value. */
+export class PayloadError extends AgentError {
+  constructor(message: string, context: Record<string, unknown> = {}) {
+    super(message, ExitCode.PAYLOAD_REJECTED, context);
+  }
+}
+
+/** Writing an export file failed; the previous file is left as it was. */
+export class ExportError extends AgentError {
+  constructor(
+    readonly path: string,
+    detail: string,
+  ) {
+    super(`cannot write ${path}: ${detail}`, ExitCode.EXPORT, { path });
+  }
+}
