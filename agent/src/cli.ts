@@ -1,0 +1,161 @@
+/**
+ * Command-line parsing and help text (pure: argv in, a parsed command or a UsageError out).
+ * Exit codes and messages are part of the contract (docs/cli.md).
+ */
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { UsageError } from './errors';
+
+export const COMMANDS = ['once', 'run', 'discover', 'env', 'version', 'help'] as const;
+export type CommandName = (typeof COMMANDS)[number];
+export const ENV_FORMATS = ['env', 'sh', 'json'] as const;
+export type EnvFormat = (typeof ENV_FORMATS)[number];
+
+export interface ParsedCli {
+  command: CommandName;
+  help: boolean;
+  /** For `help <command>`. */
+  helpTopic?: CommandName;
+  config?: string;
+  root: string;
+  json: boolean;
+  format: EnvFormat;
+  logLevel?: string;
+}
+
+const COMMON = `Options for every command:
+  --config PATH      config file (default /etc/cartridge-agent/agent.json, resolved under --root;
+                     env CARTRIDGE_AGENT_CONFIG)
+  --root DIR         resolve every absolute path the agent reads or writes under DIR (default /;
+                     env CARTRIDGE_AGENT_ROOT)
+  --log-level LEVEL  fatal|error|warn|info|debug|trace|silent (overrides log.level)
+  -h, --help         show help for the command`;
+
+export const HELP: Record<CommandName | 'main', string> = {
+  main: `Usage: cartridge-agent <command> [options]
+
+Boot-time agent for cartridge VM images: finds the payload pointer (personality file or
+cloud user data), fetches the payload, exports it as environment variables.
+
+Commands:
+  once       do the boot work (discover, fetch, export) and exit; non-zero on failure
+  run        the daemon (boot work, then health reporting) — not available in this version yet
+  discover   show what each configured source yields (no side effects)
+  env        print the exported payload (--format env|sh|json)
+  version    print the version
+  help [CMD] show help
+
+${COMMON}
+
+Exit codes: 0 ok, 1 internal error, 2 usage, 3 config invalid, 4 no payload pointer,
+5 payload fetch failed, 6 payload refused, 7 export write failed.
+Logs are JSON lines on stderr (pipe through pino-pretty to read them).`,
+  once: `Usage: cartridge-agent once [options]
+
+Discover the payload pointer (sources in config order, waiting up to sources.waitSeconds),
+fetch the payload (or use the cached one if the controller is unreachable and the instance
+id matches), validate it and write the exports (payload.env, profile.d script, payload.json,
+optional launch-params). Prints a summary; exits non-zero with a clear message on failure.
+
+  --json             print the summary as JSON
+
+${COMMON}`,
+  run: `Usage: cartridge-agent run [options]
+
+The long-running daemon: boot work as in 'once', then health reporting over MQTT until
+shutdown. Not available in this version yet (health reporting is still being built);
+use 'once' from a oneshot unit meanwhile.
+
+${COMMON}`,
+  discover: `Usage: cartridge-agent discover [options]
+
+Probe every configured source once (no waiting) and print what each yields or why it
+yielded nothing. Reads only; block devices are mounted read-only and unmounted again.
+Payload URLs are printed with their tokens redacted.
+
+  --json             print the result as JSON
+
+${COMMON}`,
+  env: `Usage: cartridge-agent env [--format env|sh|json] [options]
+
+Print the exported payload (read back from export.jsonFile) in the given format:
+  env   systemd EnvironmentFile syntax (default)
+  sh    POSIX sh, safe to source
+  json  a JSON object
+
+${COMMON}`,
+  version: `Usage: cartridge-agent version
+
+Print the agent's version.`,
+  help: `Usage: cartridge-agent help [COMMAND]
+
+Show help for the agent or one command.`,
+};
+
+export function parseCli(argv: readonly string[]): ParsedCli {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      strict: true,
+      options: {
+        config: { type: 'string' },
+        root: { type: 'string' },
+        'log-level': { type: 'string' },
+        json: { type: 'boolean' },
+        format: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
+      },
+    });
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message.replace(/\. To specify.*$/s, '')}; see 'cartridge-agent --help'`);
+  }
+  const { values, positionals } = parsed;
+  const [first, ...rest] = positionals;
+  if (values.version && !first) return base('version', values);
+  if (!first) return { ...base('help', values), help: true };
+  if (!(COMMANDS as readonly string[]).includes(first)) {
+    throw new UsageError(`unknown command "${first}"; commands: ${COMMANDS.join(', ')}`);
+  }
+  const command = first as CommandName;
+  if (command === 'help') {
+    const topic = rest[0];
+    if (topic !== undefined && !(COMMANDS as readonly string[]).includes(topic)) {
+      throw new UsageError(`no help for unknown command "${topic}"`);
+    }
+    return { ...base('help', values), help: true, ...(topic ? { helpTopic: topic as CommandName } : {}) };
+  }
+  if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}" for '${command}'`);
+  const format = values.format ?? 'env';
+  if (!(ENV_FORMATS as readonly string[]).includes(format)) {
+    throw new UsageError(`--format must be one of ${ENV_FORMATS.join(', ')}, got "${format}"`);
+  }
+  if (values.format !== undefined && command !== 'env') throw new UsageError(`--format applies to 'env' only`);
+  if (values.json && !['once', 'discover'].includes(command)) throw new UsageError(`--json applies to 'once' and 'discover' only`);
+  return { ...base(command, values), format: format as EnvFormat };
+}
+
+function base(
+  command: CommandName,
+  values: { config?: string; root?: string; 'log-level'?: string; json?: boolean; help?: boolean },
+): ParsedCli {
+  if (values.root !== undefined && values.root === '') throw new UsageError('--root needs a directory');
+  const root = values.root ?? process.env.CARTRIDGE_AGENT_ROOT ?? '/';
+  let config = values.config ?? process.env.CARTRIDGE_AGENT_CONFIG;
+  if (config !== undefined && !config.startsWith('/')) {
+    // Relative paths are a convenience for interactive use; under --root they would be ambiguous.
+    if (root !== '/') throw new UsageError(`--config must be an absolute in-image path when --root is given, got "${config}"`);
+    config = path.resolve(config);
+  }
+  return {
+    command,
+    help: Boolean(values.help),
+    root,
+    json: Boolean(values.json),
+    format: 'env',
+    ...(config !== undefined ? { config } : {}),
+    ...(values['log-level'] !== undefined ? { logLevel: values['log-level'] } : {}),
+  };
+}

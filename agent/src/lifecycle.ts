@@ -1,0 +1,143 @@
+/**
+ * The boot work (`cartridge-agent once`, and the first half of `run`): discover the pointer,
+ * get the payload (fetch, or the cache when the controller is unreachable), validate it and
+ * export it. Each step is a module of its own; this file only decides the order and what a
+ * failure means.
+ */
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { AgentConfig } from './config';
+import { FetchError, PayloadError } from './errors';
+import { writeExports } from './export';
+import type { Logger } from './log';
+import type { RootedPaths } from './paths';
+import { PayloadCache } from './payload/cache';
+import { fetchPayload } from './payload/fetch';
+import { buildPayload } from './payload';
+import { loadPublicKey } from './payload/signature';
+import type { Payload } from './payload/types';
+import { decodeUserData } from './payload/userdata';
+import { redactUrl } from './redact';
+import { discoverPointer } from './sources';
+import type { Discovery } from './sources/types';
+
+export interface BootContext {
+  config: AgentConfig;
+  paths: RootedPaths;
+  log: Logger;
+  signal: AbortSignal;
+  /** What the agent is doing or waiting for (systemd STATUS= later). */
+  onStatus?: (text: string) => void;
+}
+
+export interface BootResult {
+  discovery: Pick<Discovery, 'source' | 'instanceId' | 'origin'>;
+  payload: Payload;
+  /** How the payload was obtained. */
+  via: 'fetched' | 'inline' | 'cache';
+  /** When via === 'cache': when that payload was saved. */
+  cachedAt?: string;
+  /** Host paths of the export files written. */
+  written: string[];
+}
+
+interface RawPayload {
+  bytes: Buffer;
+  via: BootResult['via'];
+  origin: string;
+  cachedAt?: string;
+}
+
+export async function bootOnce(ctx: BootContext): Promise<BootResult> {
+  const { config, paths, log } = ctx;
+  const status = (text: string) => {
+    log.info({ status: text }, text);
+    ctx.onStatus?.(text);
+  };
+
+  status('discovering payload pointer');
+  const discovery = await discoverPointer({ config, paths, log, signal: ctx.signal }, ctx.onStatus);
+  log.info({ source: discovery.source, origin: discovery.origin, instanceId: discovery.instanceId }, 'payload pointer found');
+
+  const cache = new PayloadCache(paths.resolve(path.posix.join(config.state.dir, 'cache')));
+  const raw = await obtainPayload(ctx, discovery, cache, status);
+
+  const payload = buildPayload(raw.bytes, {
+    format: config.payload.format,
+    allowNames: config.payload.allowNames,
+    maxKeys: config.payload.maxKeys,
+    maxBytes: config.payload.maxBytes,
+  });
+  log.info({ keys: payload.vars.size, format: payload.format, digest: payload.digest, via: raw.via }, 'payload accepted');
+
+  status('writing exports');
+  const written = await writeExports(payload.vars, config.export, paths);
+  log.info({ files: written }, 'exports written');
+
+  // Only a payload that was accepted and exported becomes the "last good" one.
+  if (raw.via !== 'cache') {
+    await cache.save({ instanceId: discovery.instanceId, bytes: raw.bytes, origin: raw.origin });
+  }
+  return {
+    discovery: { source: discovery.source, instanceId: discovery.instanceId, origin: discovery.origin },
+    payload,
+    via: raw.via,
+    ...(raw.cachedAt ? { cachedAt: raw.cachedAt } : {}),
+    written,
+  };
+}
+
+async function obtainPayload(
+  ctx: BootContext,
+  discovery: Discovery,
+  cache: PayloadCache,
+  status: (text: string) => void,
+): Promise<RawPayload> {
+  const { config, paths, log } = ctx;
+  const ref =
+    discovery.content.kind === 'url'
+      ? { kind: 'urls' as const, urls: [discovery.content.url] }
+      : decodeUserData(discovery.content.bytes, { maxBytes: config.payload.maxUserDataBytes });
+
+  const publicKey = config.payload.publicKey
+    ? loadPublicKey(config.payload.publicKey, (p) => readFileSync(paths.resolve(p)))
+    : undefined;
+
+  if (ref.kind === 'inline') {
+    if (publicKey) {
+      throw new PayloadError(
+        `the user data from ${discovery.source} holds an inline payload, but payload.publicKey is set and an inline payload cannot carry a signature; serve the payload from a URL or unset payload.publicKey`,
+      );
+    }
+    return { bytes: ref.bytes, via: 'inline', origin: discovery.origin };
+  }
+
+  status(`fetching payload from ${ref.urls.map(redactUrl).join(', ')}`);
+  const caPem = config.payload.fetch.caFile ? await readFile(paths.resolve(config.payload.fetch.caFile), 'utf8') : undefined;
+  try {
+    const fetched = await fetchPayload(ref.urls, {
+      ...config.payload.fetch,
+      maxBytes: config.payload.maxBytes,
+      caPem,
+      publicKey,
+      log,
+      signal: ctx.signal,
+    });
+    return { bytes: fetched.bytes, via: 'fetched', origin: redactUrl(fetched.url) };
+  } catch (err) {
+    // Only an unreachable controller falls back to the cache: a terminal answer (403: token
+    // revoked) or a refused payload (bad signature) must not be papered over with old data.
+    if (!(err instanceof FetchError) || err.terminal) throw err;
+    const cached = await cache.load(discovery.instanceId);
+    if (!cached) {
+      throw new FetchError(`${err.message}; no cached payload for instance ${discovery.instanceId}`, false, err.context);
+    }
+    log.warn(
+      { instanceId: discovery.instanceId, cachedAt: cached.savedAt, digest: cached.digest, reason: err.message },
+      `CONTROLLER UNREACHABLE: using the cached payload saved ${cached.savedAt} for instance ${discovery.instanceId}`,
+    );
+    status(`controller unreachable; using cached payload from ${cached.savedAt}`);
+    return { bytes: cached.bytes, via: 'cache', origin: cached.origin, cachedAt: cached.savedAt };
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * Entry point: parse the command line, load the config, run the command, map errors to
+ * exit codes. Everything that decides something lives in the modules it calls.
+ */
+import { readFile } from 'node:fs/promises';
+import { HELP, parseCli, type ParsedCli } from './cli';
+import { loadConfig, type AgentConfig } from './config';
+import { AgentError, ExitCode, UsageError } from './errors';
+import { renderExport } from './export';
+import { bootOnce, type BootResult } from './lifecycle';
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './log';
+import { RootedPaths } from './paths';
+import { redactUrl } from './redact';
+import { probeAll } from './sources';
+
+declare const __AGENT_VERSION__: string | undefined;
+export const VERSION = typeof __AGENT_VERSION__ === 'string' ? __AGENT_VERSION__ : 'dev';
+
+export interface Io {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+}
+
+export async function main(argv: readonly string[], io: Io): Promise<number> {
+  let cli: ParsedCli;
+  try {
+    cli = parseCli(argv);
+  } catch (err) {
+    return fail(err, io);
+  }
+  if (cli.help) {
+    io.out(HELP[cli.helpTopic ?? (cli.command === 'help' ? 'main' : cli.command)] + '\n');
+    return ExitCode.OK;
+  }
+  if (cli.command === 'version') {
+    io.out(`cartridge-agent ${VERSION}\n`);
+    return ExitCode.OK;
+  }
+  let log: Logger | undefined;
+  try {
+    if (cli.logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(cli.logLevel)) {
+      throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${cli.logLevel}"`);
+    }
+    const paths = new RootedPaths(cli.root);
+    const { config, file } = loadConfig(paths, cli.config, io.env);
+    log = createLogger((cli.logLevel as LogLevel | undefined) ?? config.log.level);
+    log.debug({ config: file ?? '(defaults)', root: paths.root }, 'config loaded');
+    switch (cli.command) {
+      case 'once':
+        return await commandOnce(cli, config, paths, log, io);
+      case 'discover':
+        return await commandDiscover(cli, config, paths, log, io);
+      case 'env':
+        return await commandEnv(cli, config, paths, io);
+      case 'run':
+        throw new UsageError("'run' (the daemon) is not available in this version yet; use 'cartridge-agent once'");
+      default:
+        throw new UsageError(`unhandled command ${cli.command}`);
+    }
+  } catch (err) {
+    return fail(err, io, log);
+  }
+}
+
+function fail(err: unknown, io: Io, log?: Logger): number {
+  if (err instanceof AgentError) {
+    log?.error({ err: { type: err.name, message: err.message, ...err.context }, exitCode: err.exitCode }, err.message);
+    io.err(`cartridge-agent: ${redactUrl(err.message)}\n`);
+    return err.exitCode;
+  }
+  log?.fatal({ err }, 'internal error');
+  io.err(`cartridge-agent: internal error: ${redactUrl(err instanceof Error ? (err.stack ?? err.message) : String(err))}\n`);
+  return ExitCode.INTERNAL;
+}
+
+/** SIGINT/SIGTERM abort the boot work cleanly (no half-written exports: writes are atomic). */
+function stopSignal(): AbortSignal {
+  const controller = new AbortController();
+  const stop = () => controller.abort(new Error('stopped by signal'));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  return controller.signal;
+}
+
+async function commandOnce(cli: ParsedCli, config: AgentConfig, paths: RootedPaths, log: Logger, io: Io): Promise<number> {
+  const result = await bootOnce({ config, paths, log, signal: stopSignal() });
+  io.out(cli.json ? JSON.stringify(summary(result), null, 2) + '\n' : describeBoot(result));
+  return ExitCode.OK;
+}
+
+function summary(r: BootResult) {
+  return {
+    source: r.discovery.source,
+    origin: r.discovery.origin,
+    instanceId: r.discovery.instanceId,
+    via: r.via,
+    ...(r.cachedAt ? { cachedAt: r.cachedAt } : {}),
+    format: r.payload.format,
+    digest: r.payload.digest,
+    keys: [...r.payload.vars.keys()],
+    written: r.written,
+  };
+}
+
+function describeBoot(r: BootResult): string {
+  const via =
+    r.via === 'cache' ? `the CACHED payload (controller unreachable; saved ${r.cachedAt})` : r.via === 'inline' ? 'the inline payload' : 'the fetched payload';
+  return [
+    `pointer: ${r.discovery.source} (${r.discovery.origin}), instance ${r.discovery.instanceId}`,
+    `payload: ${via}, ${r.payload.format}, ${r.payload.vars.size} variables, sha256 ${r.payload.digest}`,
+    ...r.written.map((w) => `wrote:   ${w}`),
+    '',
+  ].join('\n');
+}
+
+async function commandDiscover(cli: ParsedCli, config: AgentConfig, paths: RootedPaths, log: Logger, io: Io): Promise<number> {
+  const results = await probeAll({ config, paths, log, signal: stopSignal() });
+  const rows = results.map((r) => {
+    if ('error' in r) return { source: r.source, status: 'error', detail: r.error };
+    if (r.result.status === 'absent') return { source: r.source, status: 'absent', detail: r.result.reason };
+    const d = r.result.discovery;
+    const what = d.content.kind === 'url' ? `url ${redactUrl(d.content.url)}` : `user data, ${d.content.bytes.length} bytes`;
+    return { source: r.source, status: 'found', detail: `${what} from ${d.origin}, instance ${d.instanceId}` };
+  });
+  if (cli.json) io.out(JSON.stringify(rows, null, 2) + '\n');
+  else {
+    const width = Math.max(...rows.map((r) => r.source.length));
+    for (const r of rows) io.out(`${r.source.padEnd(width)}  ${r.status.padEnd(6)}  ${r.detail}\n`);
+  }
+  const firstFound = rows.find((r) => r.status === 'found');
+  if (!cli.json) io.out(firstFound ? `\n'once' would use: ${firstFound.source}\n` : `\nno source yields a payload pointer\n`);
+  return firstFound ? ExitCode.OK : ExitCode.NO_POINTER;
+}
+
+async function commandEnv(cli: ParsedCli, config: AgentConfig, paths: RootedPaths, io: Io): Promise<number> {
+  if (!config.export.jsonFile) {
+    throw new AgentError("'env' reads export.jsonFile, which is disabled (null) in the config", ExitCode.CONFIG);
+  }
+  const file = paths.resolve(config.export.jsonFile);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const hint = (err as NodeJS.ErrnoException).code === 'ENOENT' ? " (has 'cartridge-agent once' run on this boot?)" : '';
+    throw new AgentError(`cannot read ${file}: ${(err as Error).message}${hint}`, ExitCode.EXPORT);
+  }
+  const vars = new Map(Object.entries(JSON.parse(text) as Record<string, string>));
+  io.out(renderExport(vars, cli.format));
+  return ExitCode.OK;
+}
