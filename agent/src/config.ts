@@ -28,7 +28,7 @@ const networkRules = {
 
 const schema = object({
   sources: object({
-    order: optional(arrayOf(oneOf(SOURCE_NAMES), { unique: true, nonEmpty: true }), ['personality', 'configdrive', 'nocloud']),
+    order: optional(arrayOf(oneOf(SOURCE_NAMES), { unique: true, nonEmpty: true }), ['personality', 'configdrive', 'nocloud'] as SourceName[]),
     /** How long discovery keeps polling when no source has anything yet (personality files arrive late). */
     waitSeconds: optional(int(0, 3600), 60),
     pollIntervalMs: optional(int(50, 60_000), 1_000),
