@@ -167,7 +167,22 @@ export function loadConfig(paths: RootedPaths, configPath: string | undefined, e
       throw new ConfigError('(file)', `not valid JSON: ${(err as Error).message}`, hostPath);
     }
   }
-  return { config: parseConfig(applyEnvOverrides(raw, env), file ?? undefined), file };
+  return { config: parseConfig(applyRootDefaults(applyEnvOverrides(raw, env), paths), file ?? undefined), file };
+}
+
+/**
+ * Under --root (tests, image preparation) the host's block devices are not the image's: do
+ * not scan them unless the config asks for it explicitly.
+ */
+function applyRootDefaults(raw: unknown, paths: RootedPaths): unknown {
+  if (paths.isHostRoot || !raw || typeof raw !== 'object' || Array.isArray(raw)) return raw;
+  const out = raw as Record<string, unknown>;
+  const sources = out.sources;
+  if (sources === undefined) return { ...out, sources: { scanDevices: false } };
+  if (sources && typeof sources === 'object' && !Array.isArray(sources) && !('scanDevices' in sources)) {
+    return { ...out, sources: { ...sources, scanDevices: false } };
+  }
+  return raw;
 }
 
 export type { Rule };

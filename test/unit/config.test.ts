@@ -84,3 +84,12 @@ test('loadConfig resolves the file under --root; default path may be missing, an
   writeFileSync(path.join(root, 'etc/cartridge-agent/agent.json'), '{"sources": ');
   assert.throws(() => loadConfig(paths, undefined, {}), /not valid JSON/);
 });
+
+test('under --root the host block devices are not scanned unless the config says so', () => {
+  const root = mkdtempSync(path.join(tmpdir(), 'ca-config-'));
+  assert.equal(loadConfig(new RootedPaths(root), undefined, {}).config.sources.scanDevices, false);
+  assert.equal(parseConfig({}).sources.scanDevices, true);
+  mkdirSync(path.join(root, 'etc/cartridge-agent'), { recursive: true });
+  writeFileSync(path.join(root, 'etc/cartridge-agent/agent.json'), '{"sources": {"scanDevices": true}}');
+  assert.equal(loadConfig(new RootedPaths(root), undefined, {}).config.sources.scanDevices, true);
+});
