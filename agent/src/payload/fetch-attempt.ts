@@ -1,0 +1,196 @@
+/**
+ * One GET of one payload URL with axios: connect and total timeouts, a body size cap enforced
+ * while streaming, truncation detection, optional signature check. Says whether a failure is
+ * worth retrying; the retry policy lives in ./fetch.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { Duplex, Readable } from 'node:stream';
+import type { KeyObject } from 'node:crypto';
+import axios from 'axios';
+import { PayloadError } from '../errors';
+import { PAYLOAD_ACCEPT, PAYLOAD_SIGNATURE_HEADER } from '../protocol/payload-http';
+import { redactUrl } from '../redact';
+import { parseRetryAfterMs } from './backoff';
+import { verifySignature } from './signature';
+
+export interface AttemptOptions {
+  maxBytes: number;
+  connectTimeoutMs: number;
+  /** Whole request, connect to last body byte. */
+  requestTimeoutMs: number;
+  /** Epoch ms when the whole fetch must be over; both timeouts are cut short to meet it. */
+  deadlineAt: number;
+  caPem: string | Buffer | undefined;
+  publicKey: KeyObject | null | undefined;
+  userAgent: string;
+  signal: AbortSignal | undefined;
+  now: () => number;
+}
+
+export interface AttemptResult {
+  bytes: Buffer;
+  contentType: string | undefined;
+}
+
+/** A failed attempt. `terminal`: this URL will not get better by asking again. */
+export class AttemptError extends Error {
+  constructor(
+    message: string,
+    readonly terminal: boolean,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}
+
+const MAX_REDIRECTS = 5;
+const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/;
+
+type ConnectionFactory = (options: unknown, cb?: unknown) => Duplex | null | undefined;
+
+/**
+ * Fresh agents per attempt (no keep-alive), whose sockets report when they are connected —
+ * TCP for http, the TLS handshake for https. axios has no connect timeout of its own.
+ */
+function watchedAgents(ca: string | Buffer | undefined, onConnected: () => void): { http: http.Agent; https: https.Agent } {
+  const watch = (base: ConnectionFactory, event: string): ConnectionFactory =>
+    function watched(this: unknown, options, cb) {
+      const socket = base.call(this, options, cb);
+      socket?.once(event, onConnected);
+      return socket;
+    };
+  const httpAgent = new http.Agent({ keepAlive: false });
+  httpAgent.createConnection = watch(http.Agent.prototype.createConnection as ConnectionFactory, 'connect') as typeof httpAgent.createConnection;
+  const httpsAgent = new https.Agent({ keepAlive: false, ...(ca !== undefined ? { ca } : {}) });
+  httpsAgent.createConnection = watch(https.Agent.prototype.createConnection as ConnectionFactory, 'secureConnect') as typeof httpsAgent.createConnection;
+  return { http: httpAgent, https: httpsAgent };
+}
+
+function statusError(status: number, statusText: string, retryAfter: string | undefined, now: number): AttemptError {
+  const what = `HTTP ${status}${statusText ? ` ${statusText}` : ''}`;
+  if (status === 408 || status === 429 || status >= 500) {
+    return new AttemptError(what, false, parseRetryAfterMs(retryAfter, now));
+  }
+  return new AttemptError(`${what} (not retried: a ${status} answer will not change by asking again)`, true);
+}
+
+function headerString(value: unknown): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  return Array.isArray(value) ? value.join(', ') : String(value);
+}
+
+export async function fetchOnce(url: string, opts: AttemptOptions): Promise<AttemptResult> {
+  const controller = new AbortController();
+  let abortReason: string | undefined;
+  let body: Readable | undefined;
+  const abort = (why: string): void => {
+    if (abortReason !== undefined) return;
+    abortReason = why;
+    controller.abort();
+    body?.destroy(new Error(why));
+  };
+  const onStop = (): void => abort('stopped');
+  if (opts.signal?.aborted) onStop();
+  opts.signal?.addEventListener('abort', onStop, { once: true });
+  const left = Math.max(0, opts.deadlineAt - opts.now());
+  const connectTimer = opts.connectTimeoutMs <= left
+    ? setTimeout(() => abort(`no connection within ${opts.connectTimeoutMs} ms (payload.fetch.connectTimeoutMs)`), opts.connectTimeoutMs)
+    : setTimeout(() => abort('the deadline passed while connecting'), left);
+  const requestTimer = opts.requestTimeoutMs <= left
+    ? setTimeout(() => abort(`no complete response within ${opts.requestTimeoutMs} ms (payload.fetch.requestTimeoutMs)`), opts.requestTimeoutMs)
+    : setTimeout(() => abort('the deadline passed while waiting for the response'), left);
+  const agents = watchedAgents(opts.caPem, () => clearTimeout(connectTimer));
+  let downgrade = false;
+  try {
+    const res = await axios.request<Readable>({
+      url,
+      method: 'GET',
+      responseType: 'stream',
+      signal: controller.signal,
+      httpAgent: agents.http,
+      httpsAgent: agents.https,
+      // Boot-time environment proxies are not ours to use, and axios cannot CONNECT through
+      // one for https anyway; the payload server is on the instance's own network.
+      proxy: false,
+      maxRedirects: MAX_REDIRECTS,
+      beforeRedirect: (options: Record<string, unknown>) => {
+        if (url.toLowerCase().startsWith('https:') && options.protocol === 'http:') {
+          downgrade = true;
+          throw new Error('redirect from https to http refused');
+        }
+      },
+      validateStatus: () => true,
+      maxContentLength: -1, // counted below while streaming, so the cap holds without buffering
+      headers: { Accept: PAYLOAD_ACCEPT, 'User-Agent': opts.userAgent },
+    });
+    body = res.data;
+    if (abortReason !== undefined) body.destroy();
+    if (res.status < 200 || res.status > 299) {
+      body.destroy();
+      throw statusError(res.status, res.statusText, headerString(res.headers['retry-after']), opts.now());
+    }
+    // Content-Length counts encoded bytes; axios drops Content-Encoding once it decompresses,
+    // so look at what was on the wire.
+    const incoming = (res.request as { res?: http.IncomingMessage } | undefined)?.res;
+    const encoded = incoming?.rawHeaders.some((h, i) => i % 2 === 0 && h.toLowerCase() === 'content-encoding') ?? false;
+    const declared = Number(headerString(res.headers['content-length']));
+    if (Number.isFinite(declared) && declared > opts.maxBytes && !encoded) {
+      body.destroy();
+      throw new PayloadError(`payload from ${redactUrl(url)} is ${declared} bytes (Content-Length), more than the ${opts.maxBytes} allowed by payload.maxBytes`, { size: declared });
+    }
+    const bytes = await readCapped(body, opts.maxBytes, url, encoded ? undefined : declared);
+    // IncomingMessage.complete is false when the connection ended before the declared length
+    // (or the final chunk) arrived; some truncations end the stream without an error.
+    if (incoming && !incoming.complete) throw new AttemptError(`body truncated after ${bytes.length} bytes`, false);
+    if (opts.publicKey) checkSignature(bytes, headerString(res.headers[PAYLOAD_SIGNATURE_HEADER.toLowerCase()]), opts.publicKey, url);
+    return { bytes, contentType: headerString(res.headers['content-type']) };
+  } catch (err) {
+    if (err instanceof PayloadError) throw err;
+    if (abortReason !== undefined) throw new AttemptError(abortReason, false);
+    if (err instanceof AttemptError) throw err;
+    if (downgrade) throw new AttemptError('redirected from https to http; refused', true);
+    const e = err as Error & { code?: string };
+    const code = e.code && !e.message.includes(e.code) ? `${e.code}: ` : '';
+    const hint = e.code && CERT_ERROR.test(e.code) ? ' (is payload.fetch.caFile the CA that signed the server certificate?)' : '';
+    const terminal = e.code === 'ERR_FR_TOO_MANY_REDIRECTS';
+    throw new AttemptError(redactUrl(`${code}${e.message}${hint}`), terminal);
+  } finally {
+    clearTimeout(connectTimer);
+    clearTimeout(requestTimer);
+    opts.signal?.removeEventListener('abort', onStop);
+    agents.http.destroy();
+    agents.https.destroy();
+  }
+}
+
+/** Read the body, stopping the moment it exceeds `maxBytes` (no unbounded buffering). */
+async function readCapped(body: Readable, maxBytes: number, url: string, declared: number | undefined): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of body) {
+      const buf = chunk as Buffer;
+      total += buf.length;
+      if (total > maxBytes) {
+        body.destroy();
+        throw new PayloadError(`payload from ${redactUrl(url)} is more than the ${maxBytes} bytes allowed by payload.maxBytes; stopped reading`, { limit: maxBytes });
+      }
+      chunks.push(buf);
+    }
+  } catch (err) {
+    if (err instanceof PayloadError) throw err;
+    const of = declared !== undefined && Number.isFinite(declared) ? ` of ${declared}` : '';
+    throw new AttemptError(`connection lost after ${total}${of} body bytes (${(err as Error).message})`, false);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+function checkSignature(bytes: Buffer, header: string | undefined, key: KeyObject, url: string): void {
+  if (header === undefined || header.trim() === '') {
+    throw new PayloadError(`payload from ${redactUrl(url)} has no ${PAYLOAD_SIGNATURE_HEADER} header, but payload.publicKey requires every payload to be signed`);
+  }
+  if (!verifySignature(bytes, header, key)) {
+    throw new PayloadError(`payload from ${redactUrl(url)} has a ${PAYLOAD_SIGNATURE_HEADER} that does not verify with payload.publicKey; refused`);
+  }
+}
