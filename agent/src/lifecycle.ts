@@ -58,7 +58,6 @@ export async function bootOnce(ctx: BootContext): Promise<BootResult> {
 
   status('discovering payload pointer');
   const discovery = await discoverPointer({ config, paths, log, signal: ctx.signal }, ctx.onStatus);
-  log.info({ source: discovery.source, origin: discovery.origin, instanceId: discovery.instanceId }, 'payload pointer found');
 
   const cache = new PayloadCache(paths.resolve(path.posix.join(config.state.dir, 'cache')));
   const raw = await obtainPayload(ctx, discovery, cache, status);

@@ -65,7 +65,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
 
 function fail(err: unknown, io: Io, log?: Logger): number {
   if (err instanceof AgentError) {
-    log?.error({ err: { type: err.name, message: err.message, ...err.context }, exitCode: err.exitCode }, err.message);
+    log?.error({ error: err.name, exitCode: err.exitCode, ...err.context }, err.message);
     io.err(`cartridge-agent: ${redactUrl(err.message)}\n`);
     return err.exitCode;
   }

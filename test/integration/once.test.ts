@@ -3,16 +3,20 @@
  * (--root) with a personality file, a real local HTTP server as the controller, real files.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { makeImageRoot, SAMPLE_PAYLOAD, startPayloadServer, type ImageRoot, type PayloadServer } from '../../scripts/lib/fake-instance';
 
 const BUNDLE = 'dist/cartridge-agent.js';
 
-function agent(args: string[]) {
-  const r = spawnSync(process.execPath, [BUNDLE, ...args], { encoding: 'utf8', timeout: 30_000 });
-  return { code: r.status, out: r.stdout, err: r.stderr };
+/** Run the bundle asynchronously: the payload server lives in this process and must keep serving. */
+function agent(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BUNDLE, ...args], { encoding: 'utf8', timeout: 30_000 }, (error, out, err) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, out, err });
+    });
+  });
 }
 
 let server: PayloadServer;
@@ -26,10 +30,10 @@ function readJson(image: ImageRoot): Record<string, string> {
   return JSON.parse(readFileSync(image.at('/run/cartridge-agent/payload.json'), 'utf8'));
 }
 
-test('once: personality file → fetch → every export written, values exact, secrets not logged', () => {
+test('once: personality file → fetch → every export written, values exact, secrets not logged', async () => {
   const image = makeImageRoot(server.url);
   try {
-    const r = agent(['once', '--root', image.root, '--json']);
+    const r = await agent(['once', '--root', image.root, '--json']);
     assert.equal(r.code, 0, r.err);
     const summary = JSON.parse(r.out);
     assert.equal(summary.source, 'personality');
@@ -45,7 +49,7 @@ test('once: personality file → fetch → every export written, values exact, s
     assert.equal(readFileSync(image.at('/var/lib/cartridge-agent/launch-params'), 'utf8').trim(), SAMPLE_PAYLOAD);
     assert.doesNotMatch(r.err + r.out, /s3cr3t|demo-token/, 'a secret reached the output');
 
-    const env = agent(['env', '--root', image.root, '--format', 'json']);
+    const env = await agent(['env', '--root', image.root, '--format', 'json']);
     assert.equal(env.code, 0, env.err);
     assert.deepEqual(JSON.parse(env.out), vars);
     const sh = spawnSync('sh', ['-c', `eval "$(node ${BUNDLE} env --root '${image.root}' --format sh)"; printf '%s' "$DB_URL"`], { encoding: 'utf8' });
@@ -59,10 +63,10 @@ test('once: controller unreachable → cached payload of the same instance, said
   const down = await startPayloadServer(SAMPLE_PAYLOAD);
   const image = makeImageRoot(down.url, { payload: { fetch: { deadlineSeconds: 1 } } });
   try {
-    assert.equal(agent(['once', '--root', image.root]).code, 0);
+    assert.equal((await agent(['once', '--root', image.root])).code, 0);
     await down.close();
     writeFileSync(image.at('/run/cartridge-agent/payload.json'), '{}'); // as after a reboot: /run is empty
-    const r = agent(['once', '--root', image.root, '--json']);
+    const r = await agent(['once', '--root', image.root, '--json']);
     assert.equal(r.code, 0, r.err);
     assert.equal(JSON.parse(r.out).via, 'cache');
     assert.match(r.err, /CONTROLLER UNREACHABLE: using the cached payload/);
@@ -76,11 +80,11 @@ test('once: a new instance id never uses an old cache', async () => {
   const first = await startPayloadServer(SAMPLE_PAYLOAD);
   const image = makeImageRoot(first.url, { payload: { fetch: { deadlineSeconds: 1 } } });
   try {
-    assert.equal(agent(['once', '--root', image.root]).code, 0);
+    assert.equal((await agent(['once', '--root', image.root])).code, 0);
     await first.close();
     // A different personality URL is a different instance (cloned image, new member).
     writeFileSync(image.at('/etc/cartridge-agent/payload-url'), first.url.replace('php.member-1', 'php.member-2') + '\n');
-    const r = agent(['once', '--root', image.root]);
+    const r = await agent(['once', '--root', image.root]);
     assert.equal(r.code, 5, r.err);
     assert.match(r.err, /no cached payload for instance/);
   } finally {
@@ -91,10 +95,10 @@ test('once: a new instance id never uses an old cache', async () => {
 test('once: a terminal answer (403) is not papered over with the cache', async () => {
   const image = makeImageRoot(server.url);
   try {
-    assert.equal(agent(['once', '--root', image.root]).code, 0);
+    assert.equal((await agent(['once', '--root', image.root])).code, 0);
     writeFileSync(image.at('/etc/cartridge-agent/payload-url'), server.url.replace('demo-token', 'revoked') + '\n');
     const before = server.requests;
-    const r = agent(['once', '--root', image.root]);
+    const r = await agent(['once', '--root', image.root]);
     assert.equal(r.code, 5, r.err);
     assert.match(r.err, /403/);
     assert.equal(server.requests - before, 1, '403 must not be retried');
@@ -107,10 +111,10 @@ test('once: a refused payload exits 6 naming the key and leaves the previous exp
   const bad = await startPayloadServer('SERVICE_NAME=php,LD_PRELOAD=/tmp/evil.so');
   const image = makeImageRoot(server.url);
   try {
-    assert.equal(agent(['once', '--root', image.root]).code, 0);
+    assert.equal((await agent(['once', '--root', image.root])).code, 0);
     const envBefore = readFileSync(image.at('/run/cartridge-agent/payload.env'));
     writeFileSync(image.at('/etc/cartridge-agent/payload-url'), bad.url + '\n');
-    const r = agent(['once', '--root', image.root]);
+    const r = await agent(['once', '--root', image.root]);
     assert.equal(r.code, 6, r.err);
     assert.match(r.err, /LD_PRELOAD/);
     assert.deepEqual(readFileSync(image.at('/run/cartridge-agent/payload.env')), envBefore);
@@ -120,10 +124,10 @@ test('once: a refused payload exits 6 naming the key and leaves the previous exp
   }
 });
 
-test('once: no pointer exits 4 and says why each source yielded nothing', () => {
+test('once: no pointer exits 4 and says why each source yielded nothing', async () => {
   const image = makeImageRoot(null, { sources: { order: ['personality', 'nocloud'] } });
   try {
-    const r = agent(['once', '--root', image.root]);
+    const r = await agent(['once', '--root', image.root]);
     assert.equal(r.code, 4, r.err);
     assert.match(r.err, /personality: .*payload-url/);
     assert.match(r.err, /nocloud: /);
@@ -132,10 +136,10 @@ test('once: no pointer exits 4 and says why each source yielded nothing', () => 
   }
 });
 
-test('an invalid config exits 3 naming the key; discover reports per source', () => {
+test('an invalid config exits 3 naming the key; discover reports per source', async () => {
   const image = makeImageRoot(server.url, { sources: { waitSeconds: 'forever' } });
   try {
-    const r = agent(['once', '--root', image.root]);
+    const r = await agent(['once', '--root', image.root]);
     assert.equal(r.code, 3);
     assert.match(r.err, /config key "sources\.waitSeconds"/);
   } finally {
@@ -143,7 +147,7 @@ test('an invalid config exits 3 naming the key; discover reports per source', ()
   }
   const ok = makeImageRoot(server.url, { sources: { order: ['nocloud', 'personality'] } });
   try {
-    const r = agent(['discover', '--root', ok.root]);
+    const r = await agent(['discover', '--root', ok.root]);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /nocloud\s+absent/);
     assert.match(r.out, /personality\s+found\s+url http:\/\/127\.0\.0\.1:\d+\/payload\/php\.member-1\?token=\[REDACTED\]/);
