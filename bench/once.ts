@@ -3,8 +3,7 @@
  * Reports median and p90 wall time (including Node's start) and peak RSS over repeated runs,
  * against the targets: < 150 ms wall, < 60 MB RSS.
  */
-import { spawnSync } from 'node:child_process';
-import { makeImageRoot, SAMPLE_PAYLOAD, startPayloadServer } from '../scripts/lib/fake-instance';
+import { BUNDLE, makeImageRoot, runCommand, SAMPLE_PAYLOAD, startPayloadServer } from '../scripts/lib/fake-instance';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 25);
 const TARGET_MS = 150;
@@ -33,9 +32,9 @@ async function bench(): Promise<void> {
   const rss: number[] = [];
   try {
     for (let i = 0; i < RUNS + 2; i++) {
-      const r = spawnSync('python3', ['-c', MEASURE, process.execPath, 'dist/cartridge-agent.js', 'once', '--root', image.root, '--log-level', 'warn'], { encoding: 'utf8' });
-      const [code, wall, maxRss] = r.stdout.trim().split(' ').map(Number);
-      if (code !== 0) throw new Error(`once failed (exit ${code}): ${r.stderr}`);
+      const r = await runCommand('python3', ['-c', MEASURE, process.execPath, BUNDLE, 'once', '--root', image.root, '--log-level', 'warn']);
+      const [code, wall, maxRss] = r.out.trim().split(' ').map(Number);
+      if (code !== 0) throw new Error(`once failed (exit ${code}): ${r.err}`);
       if (i < 2) continue; // warm the page cache first
       walls.push(wall as number);
       rss.push(maxRss as number);

@@ -6,9 +6,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { makeImageRoot, SAMPLE_PAYLOAD, startPayloadServer } from './lib/fake-instance';
-
-const BUNDLE = 'dist/cartridge-agent.js';
+import { makeImageRoot, runAgent, SAMPLE_PAYLOAD, startPayloadServer } from './lib/fake-instance';
 
 function section(title: string): void {
   process.stdout.write(`\n\x1b[1m== ${title}\x1b[0m\n`);
@@ -24,10 +22,10 @@ async function demo(): Promise<number> {
     process.stdout.write(readFileSync(image.at('/etc/cartridge-agent/payload-url'), 'utf8'));
 
     section(`cartridge-agent discover --root ${image.root}`);
-    run(['discover', '--root', image.root, '--log-level', 'warn']);
+    await run(['discover', '--root', image.root, '--log-level', 'warn']);
 
     section(`cartridge-agent once --root ${image.root}`);
-    const code = run(['once', '--root', image.root, '--log-level', 'warn']);
+    const code = await run(['once', '--root', image.root, '--log-level', 'warn']);
     if (code !== 0) return code;
 
     section('/run/cartridge-agent/payload.env (systemd EnvironmentFile)');
@@ -38,7 +36,7 @@ async function demo(): Promise<number> {
 
     section('controller unreachable on the next boot: the cached payload is used, loudly');
     await server.close();
-    run(['once', '--root', image.root, '--log-level', 'warn']);
+    await run(['once', '--root', image.root, '--log-level', 'warn']);
     return 0;
   } finally {
     await server.close().catch(() => undefined);
@@ -46,12 +44,12 @@ async function demo(): Promise<number> {
   }
 }
 
-function run(args: string[]): number {
-  const r = spawnSync(process.execPath, [BUNDLE, ...args], { encoding: 'utf8' });
-  process.stdout.write(r.stdout);
-  if (r.stderr) process.stdout.write(r.stderr);
-  if (r.status !== 0) process.stdout.write(`(exit code ${r.status})\n`);
-  return r.status ?? 1;
+async function run(args: string[]): Promise<number> {
+  const r = await runAgent(args);
+  process.stdout.write(r.out);
+  if (r.err) process.stdout.write(r.err);
+  if (r.code !== 0) process.stdout.write(`(exit code ${r.code})\n`);
+  return r.code ?? 1;
 }
 
 demo().then(

@@ -18,7 +18,7 @@ if (files.length === 0) {
   console.error(`no test files found in ${suites.join(', ')}`);
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', ...files], {
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', '--test-timeout=180000', ...files], {
   stdio: 'inherit',
 });
 process.exit(r.status ?? 1);

@@ -3,6 +3,7 @@
  * file and an agent.json, and a local HTTP server standing in for the controller. Used by
  * the demo, the benchmark and integration tests of `once`.
  */
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -77,4 +78,29 @@ function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Reco
         : v;
   }
   return out;
+}
+
+export const BUNDLE = 'dist/cartridge-agent.js';
+
+export interface RunResult {
+  code: number | null;
+  out: string;
+  err: string;
+}
+
+/**
+ * Run a command asynchronously. Callers host the payload server in their own process, so a
+ * synchronous spawn would stall the server and the agent would time out against it.
+ */
+export function runCommand(file: string, args: string[], timeoutMs = 30_000): Promise<RunResult> {
+  return new Promise((resolve) => {
+    execFile(file, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, out, err) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, out, err });
+    });
+  });
+}
+
+/** Run the bundled agent with `args`. */
+export function runAgent(args: string[], timeoutMs?: number): Promise<RunResult> {
+  return runCommand(process.execPath, [BUNDLE, ...args], timeoutMs);
 }

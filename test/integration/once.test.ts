@@ -3,21 +3,12 @@
  * (--root) with a personality file, a real local HTTP server as the controller, real files.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { makeImageRoot, SAMPLE_PAYLOAD, startPayloadServer, type ImageRoot, type PayloadServer } from '../../scripts/lib/fake-instance';
+import { BUNDLE, makeImageRoot, runAgent, SAMPLE_PAYLOAD, startPayloadServer, type ImageRoot, type PayloadServer } from '../../scripts/lib/fake-instance';
 
-const BUNDLE = 'dist/cartridge-agent.js';
-
-/** Run the bundle asynchronously: the payload server lives in this process and must keep serving. */
-function agent(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BUNDLE, ...args], { encoding: 'utf8', timeout: 30_000 }, (error, out, err) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, out, err });
-    });
-  });
-}
+const agent = runAgent;
 
 let server: PayloadServer;
 before(async () => {
