@@ -100,7 +100,7 @@ export function runCommand(file: string, args: string[], timeoutMs = 30_000): Pr
   });
 }
 
-/** Run the bundled agent with `args`. */
-export function runAgent(args: string[], timeoutMs?: number): Promise<RunResult> {
-  return runCommand(process.execPath, [BUNDLE, ...args], timeoutMs);
+/** Run the bundled agent with `args`, on this Node or another one (e.g. Debian's Node 18). */
+export function runAgent(args: string[], opts: { node?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  return runCommand(opts.node ?? process.execPath, [BUNDLE, ...args], opts.timeoutMs);
 }

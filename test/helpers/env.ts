@@ -29,3 +29,9 @@ export function requireCommands(t: TestContext, ...cmds: string[]): boolean {
   if (missing.length === 0) return true;
   return unmet(t, `needs ${missing.join(', ')} on PATH (.ci/run installs them)`);
 }
+
+/** True when `file` is available; otherwise skip with `why` (fail under CI). */
+export function requireFile(t: TestContext, file: string | null, why: string): file is string {
+  if (file) return true;
+  return unmet(t, why);
+}
