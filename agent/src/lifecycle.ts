@@ -127,7 +127,8 @@ async function obtainPayload(
   } catch (err) {
     // Only an unreachable controller falls back to the cache: a terminal answer (403: token
     // revoked) or a refused payload (bad signature) must not be papered over with old data.
-    if (!(err instanceof FetchError) || err.terminal) throw err;
+    // A stop (SIGTERM during boot) is not an outage either: exit without writing anything.
+    if (!(err instanceof FetchError) || err.terminal || ctx.signal.aborted) throw err;
     const cached = await cache.load(discovery.instanceId);
     if (!cached) {
       throw new FetchError(`${err.message}; no cached payload for instance ${discovery.instanceId}`, false, err.context);
