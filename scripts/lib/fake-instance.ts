@@ -4,11 +4,13 @@
  * the demo, the benchmark and integration tests of `once`.
  */
 import { execFile } from 'node:child_process';
+import { sign, type KeyObject } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { PAYLOAD_SIGNATURE_HEADER } from '../../agent/src/protocol/payload-http';
 
 export const SAMPLE_PAYLOAD =
   'APPLICATION_ID=shop,SERVICE_NAME=php,CLUSTER_ID=php.shop.domain,MEMBER_ID=php.member-1,' +
@@ -20,15 +22,28 @@ export interface PayloadServer {
   close(): Promise<void>;
 }
 
+export interface PayloadServerOptions {
+  token?: string;
+  /** Ed25519 private key: responses carry the signature header, as a controller sends it. */
+  signWith?: KeyObject;
+  /** Change the body after signing (tamper tests). */
+  tamper?: (body: Buffer) => Buffer;
+}
+
 /** Serves `body` at /payload/<member>?token=t; anything else is 404, a wrong token 403. */
-export async function startPayloadServer(body: string | Buffer, token = 'demo-token'): Promise<PayloadServer> {
+export async function startPayloadServer(body: string | Buffer, opts: PayloadServerOptions = {}): Promise<PayloadServer> {
+  const token = opts.token ?? 'demo-token';
+  const bytes = Buffer.from(body);
+  const headers: Record<string, string> = { 'content-type': 'text/plain' };
+  if (opts.signWith) headers[PAYLOAD_SIGNATURE_HEADER] = sign(null, bytes, opts.signWith).toString('base64');
+  const served = opts.tamper ? opts.tamper(bytes) : bytes;
   const state = { requests: 0 };
   const server = http.createServer((req, res) => {
     state.requests++;
     const url = new URL(req.url ?? '/', 'http://x');
     if (!url.pathname.startsWith('/payload/')) return void res.writeHead(404).end('not found\n');
     if (url.searchParams.get('token') !== token) return void res.writeHead(403).end('bad token\n');
-    res.writeHead(200, { 'content-type': 'text/plain' }).end(body);
+    res.writeHead(200, headers).end(served);
   });
   server.keepAliveTimeout = 100;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -5,6 +5,9 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { describe, test as nodeTest } from 'node:test';
+import { runAgent, type RunResult } from '../../scripts/lib/fake-instance';
+import { requireFile } from './env';
 
 export interface Runtime {
   name: string;
@@ -22,4 +25,23 @@ export function agentRuntimes(): Runtime[] {
       ? { name: 'Debian node 18', node: node18 }
       : { name: 'Debian node 18', node: null, missing: `no Node 18 at ${node18}: run scripts/debian-node18.sh` },
   ];
+}
+
+/**
+ * Declare the same scenarios once per runtime: `body` receives a `test` function whose
+ * scenarios get `agent(args)` bound to that runtime. A missing runtime skips (fails under CI).
+ */
+export function forEachRuntime(
+  body: (test: (name: string, fn: (agent: (args: string[]) => Promise<RunResult>) => Promise<void>) => void) => void,
+): void {
+  for (const runtime of agentRuntimes()) {
+    describe(`on ${runtime.name}`, () => {
+      body((name, fn) =>
+        nodeTest(name, async (t) => {
+          if (!requireFile(t, runtime.node, runtime.missing ?? '')) return;
+          await fn((args) => runAgent(args, { node: runtime.node as string }));
+        }),
+      );
+    });
+  }
 }
