@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AgentConfig } from './config';
-import { FetchError, PayloadError } from './errors';
+import { ConfigError, FetchError, PayloadError } from './errors';
 import { writeExports } from './export';
 import type { Logger } from './log';
 import type { RootedPaths } from './paths';
@@ -113,7 +113,7 @@ async function obtainPayload(
   }
 
   status(`fetching payload from ${ref.urls.map(redactUrl).join(', ')}`);
-  const caPem = config.payload.fetch.caFile ? await readFile(paths.resolve(config.payload.fetch.caFile), 'utf8') : undefined;
+  const caPem = config.payload.fetch.caFile ? await readCaFile(paths, config.payload.fetch.caFile) : undefined;
   try {
     const fetched = await fetchPayload(ref.urls, {
       ...config.payload.fetch,
@@ -139,5 +139,13 @@ async function obtainPayload(
     );
     status(`controller unreachable; using cached payload from ${cached.savedAt}`);
     return { bytes: cached.bytes, via: 'cache', origin: cached.origin, cachedAt: cached.savedAt };
+  }
+}
+
+async function readCaFile(paths: RootedPaths, imagePath: string): Promise<string> {
+  try {
+    return await readFile(paths.resolve(imagePath), 'utf8');
+  } catch (err) {
+    throw new ConfigError('payload.fetch.caFile', `cannot read the CA bundle ${imagePath}: ${(err as Error).message}`);
   }
 }
