@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 // Bundles the agent into one CommonJS file (dist/cartridge-agent.js) so an image needs only
-// `node` (>= 18, Debian 12's nodejs) and this file.
+// `node` (>= 18, Debian 12's nodejs) and this file. The file is a small loader
+// (packaging/code-cache-loader.cjs) with the bundled agent embedded as a string, so V8 can
+// reuse compiled code between boots (see the loader).
 import { build } from 'esbuild';
-import { readFileSync, chmodSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -38,9 +41,10 @@ const axiosHttpOnly = {
   },
 };
 
-await build({
+const result = await build({
   entryPoints: ['agent/src/bin.ts'],
   outfile,
+  write: false,
   bundle: true,
   platform: 'node',
   format: 'cjs',
@@ -57,5 +61,16 @@ await build({
   define: { __AGENT_VERSION__: JSON.stringify(pkg.version) },
   logLevel: 'warning',
 });
+const agentCode = result.outputFiles[0].text.replace(/^#!.*\n/, '');
+const codeId = `${pkg.version}-${createHash('sha256').update(agentCode).digest('hex').slice(0, 12)}`;
+const loader = readFileSync(new URL('./code-cache-loader.cjs', import.meta.url), 'utf8');
+for (const placeholder of ["'@@AGENT_CODE@@'", "'@@AGENT_CODE_ID@@'"]) {
+  if (!loader.includes(placeholder)) throw new Error(`code-cache-loader.cjs lost its ${placeholder} placeholder`);
+}
+const bundled = loader
+  .replace("'@@AGENT_CODE@@'", () => JSON.stringify(agentCode))
+  .replace("'@@AGENT_CODE_ID@@'", () => JSON.stringify(codeId));
+mkdirSync(path.dirname(outfile), { recursive: true });
+writeFileSync(outfile, `#!/usr/bin/env node\n${bundled}`);
 chmodSync(outfile, 0o755);
 console.log(`built ${outfile} (cartridge-agent ${pkg.version})`);

@@ -107,15 +107,15 @@ export interface RunResult {
  * Run a command asynchronously. Callers host the payload server in their own process, so a
  * synchronous spawn would stall the server and the agent would time out against it.
  */
-export function runCommand(file: string, args: string[], timeoutMs = 30_000): Promise<RunResult> {
+export function runCommand(file: string, args: string[], timeoutMs = 30_000, env: NodeJS.ProcessEnv = process.env): Promise<RunResult> {
   return new Promise((resolve) => {
-    execFile(file, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, out, err) => {
+    execFile(file, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, env }, (error, out, err) => {
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, out, err });
     });
   });
 }
 
 /** Run the bundled agent with `args`, on this Node or another one (e.g. Debian's Node 18). */
-export function runAgent(args: string[], opts: { node?: string; timeoutMs?: number } = {}): Promise<RunResult> {
-  return runCommand(opts.node ?? process.execPath, [BUNDLE, ...args], opts.timeoutMs);
+export function runAgent(args: string[], opts: { node?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+  return runCommand(opts.node ?? process.execPath, [BUNDLE, ...args], opts.timeoutMs, opts.env);
 }

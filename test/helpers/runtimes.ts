@@ -5,9 +5,12 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { describe, test as nodeTest } from 'node:test';
+import { describe, test as nodeTest, type TestContext } from 'node:test';
 import { runAgent, type RunResult } from '../../scripts/lib/fake-instance';
 import { requireFile } from './env';
+
+/** Runs the bundle on one runtime, optionally with another environment. */
+export type AgentRunner = (args: string[], env?: NodeJS.ProcessEnv) => Promise<RunResult>;
 
 export interface Runtime {
   name: string;
@@ -32,14 +35,14 @@ export function agentRuntimes(): Runtime[] {
  * scenarios get `agent(args)` bound to that runtime. A missing runtime skips (fails under CI).
  */
 export function forEachRuntime(
-  body: (test: (name: string, fn: (agent: (args: string[]) => Promise<RunResult>) => Promise<void>) => void) => void,
+  body: (test: (name: string, fn: (agent: AgentRunner, t: TestContext) => Promise<void>) => void) => void,
 ): void {
   for (const runtime of agentRuntimes()) {
     describe(`on ${runtime.name}`, () => {
       body((name, fn) =>
         nodeTest(name, async (t) => {
           if (!requireFile(t, runtime.node, runtime.missing ?? '')) return;
-          await fn((args) => runAgent(args, { node: runtime.node as string }));
+          await fn((args, env) => runAgent(args, { node: runtime.node as string, ...(env ? { env } : {}) }), t);
         }),
       );
     });

@@ -1,0 +1,93 @@
+/**
+ * Start-up loader of the agent bundle (packaging/build.mjs puts the agent's code below, as a
+ * string). Every boot runs the agent once, and compiling its ~250 KB of JavaScript is a good
+ * part of the start-up time; V8 can reuse compiled code from a cache file instead. Node 22 has
+ * this built in (module.enableCompileCache); the images run Node 18, so this is our own.
+ *
+ * Opt-in: only when CARTRIDGE_AGENT_CODE_CACHE names a directory (the systemd unit sets it to
+ * its CacheDirectory). The cache holds compiled code that will run as root, so it is used only
+ * when the directory and the file belong to us and nobody else can write them; otherwise the
+ * agent says why and runs without it. A cache V8 rejects (other Node, other agent version,
+ * corrupt) is simply rewritten.
+ */
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const vm = require('vm');
+const Module = require('module');
+
+const AGENT_CODE = '@@AGENT_CODE@@';
+const AGENT_CODE_ID = '@@AGENT_CODE_ID@@';
+
+function warn(text) {
+  process.stderr.write(`cartridge-agent: code cache: ${text}\n`);
+}
+
+/** Why a path must not be trusted with code that runs as us, or null when it may be. */
+function unsafe(stat, what) {
+  const uid = typeof process.getuid === 'function' ? process.getuid() : stat.uid;
+  if (stat.uid !== uid) return `${what} is owned by uid ${stat.uid}, not ${uid}`;
+  if ((stat.mode & 0o022) !== 0) return `${what} is writable by group or others (mode ${(stat.mode & 0o777).toString(8)})`;
+  return null;
+}
+
+function openCache(dir) {
+  const file = path.join(dir, `code-${AGENT_CODE_ID}-node${process.version}-${process.arch}.bin`);
+  let dirStat;
+  try {
+    dirStat = fs.statSync(dir);
+  } catch (err) {
+    if (err.code !== 'ENOENT') return { file, problem: `cannot use ${dir}: ${err.message}` };
+    try {
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      dirStat = fs.statSync(dir);
+    } catch (mkErr) {
+      return { file, problem: `cannot create ${dir}: ${mkErr.message}` };
+    }
+  }
+  const dirProblem = !dirStat.isDirectory() ? `${dir} is not a directory` : unsafe(dirStat, dir);
+  if (dirProblem) return { file, problem: dirProblem };
+  let data;
+  try {
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    try {
+      const problem = unsafe(fs.fstatSync(fd), file);
+      if (problem) return { file, problem };
+      data = fs.readFileSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (err) {
+    if (err.code !== 'ENOENT') return { file, problem: `cannot read ${file}: ${err.message}` };
+  }
+  return { file, data };
+}
+
+function saveCache(file, script) {
+  const tmp = `${file}.tmp-${process.pid}`;
+  try {
+    fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600, flag: 'wx' });
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    try {
+      fs.unlinkSync(tmp);
+    } catch {
+      // nothing to clean up
+    }
+    warn(`cannot write ${file}: ${err.message}`);
+  }
+}
+
+const dir = process.env.CARTRIDGE_AGENT_CODE_CACHE;
+const cache = dir ? openCache(path.resolve(dir)) : null;
+if (cache && cache.problem) warn(`${cache.problem}; running without it`);
+
+const script = new vm.Script(Module.wrap(AGENT_CODE), {
+  filename: __filename,
+  cachedData: cache && !cache.problem ? cache.data : undefined,
+});
+if (cache && !cache.problem && (!cache.data || script.cachedDataRejected)) {
+  // Written at exit, so the cache also holds the functions this run compiled lazily.
+  process.once('exit', () => saveCache(cache.file, script));
+}
+script.runInThisContext()(exports, require, module, __filename, __dirname);
