@@ -93,6 +93,24 @@ const schema = object({
     /** Group owning the export files (with mode 0640, who may read them). null: root's group. */
     group: optional(nullable(str({ pattern: /^[a-z_][a-z0-9_-]*\$?$/i, hint: 'must be a group name' })), null),
   }),
+  firewall: object({
+    /** enforce: apply; plan: render and log only; off: do nothing. Under --root the default is plan. */
+    mode: optional(oneOf(['enforce', 'plan', 'off'] as const), 'enforce'),
+    /** auto: native nft when iptables is nf_tables-based and nft is installed, else iptables-legacy/-nft. */
+    backend: optional(oneOf(['auto', 'nft', 'iptables-nft', 'iptables-legacy'] as const), 'auto'),
+    /** Rules in the allowlist syntax (docs/firewall.md) that are always allowed; SSH by default so nobody is locked out. */
+    alwaysAllow: optional(arrayOf(str({ nonEmpty: true })), ['tcp/22']),
+    /** More rules in the same syntax, e.g. "tcp/9100 from 10.0.0.0/8". */
+    extraRules: optional(arrayOf(str({ nonEmpty: true })), []),
+    allowIcmpEcho: optional(bool(), true),
+    guard: object({
+      /** After applying, check the controller is still reachable (when it was before) or roll back. */
+      enabled: optional(bool(), true),
+      timeoutMs: optional(int(100, 60_000), 3_000),
+    }),
+    /** How often the daemon reads our rules back and re-applies them on drift. */
+    driftCheckSeconds: optional(int(5, 3_600), 30),
+  }),
   state: object({
     dir: optional(absPath(), '/var/lib/cartridge-agent'),
   }),
@@ -176,11 +194,18 @@ export function loadConfig(paths: RootedPaths, configPath: string | undefined, e
  */
 function applyRootDefaults(raw: unknown, paths: RootedPaths): unknown {
   if (paths.isHostRoot || !raw || typeof raw !== 'object' || Array.isArray(raw)) return raw;
-  const out = raw as Record<string, unknown>;
-  const sources = out.sources;
-  if (sources === undefined) return { ...out, sources: { scanDevices: false } };
-  if (sources && typeof sources === 'object' && !Array.isArray(sources) && !('scanDevices' in sources)) {
-    return { ...out, sources: { ...sources, scanDevices: false } };
+  // The host's devices and firewall are not the image's.
+  let out = withDefault(raw as Record<string, unknown>, 'sources', 'scanDevices', false);
+  out = withDefault(out, 'firewall', 'mode', 'plan');
+  return out;
+}
+
+/** Set section.key to value unless the config gives it (a malformed section is left for validation). */
+function withDefault(raw: Record<string, unknown>, section: string, key: string, value: unknown): Record<string, unknown> {
+  const current = raw[section];
+  if (current === undefined) return { ...raw, [section]: { [key]: value } };
+  if (current && typeof current === 'object' && !Array.isArray(current) && !(key in current)) {
+    return { ...raw, [section]: { ...current, [key]: value } };
   }
   return raw;
 }

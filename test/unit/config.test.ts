@@ -54,7 +54,7 @@ test('invalid values name the offending key', () => {
 
 test('unknown keys are refused (a typo must not silently fall back to a default)', () => {
   assert.equal(errorKey(() => parseConfig({ sources: { personaliy: {} } })), 'sources.personaliy');
-  assert.throws(() => parseConfig({ exports: {} }), /known keys here: sources, payload, export, state, log/);
+  assert.throws(() => parseConfig({ exports: {} }), /known keys here: sources, payload, export, firewall, state, log/);
 });
 
 test('the message names the file and the key', () => {
@@ -92,4 +92,16 @@ test('under --root the host block devices are not scanned unless the config says
   mkdirSync(path.join(root, 'etc/cartridge-agent'), { recursive: true });
   writeFileSync(path.join(root, 'etc/cartridge-agent/agent.json'), '{"sources": {"scanDevices": true}}');
   assert.equal(loadConfig(new RootedPaths(root), undefined, {}).config.sources.scanDevices, true);
+});
+
+test('firewall defaults: enforce with SSH always allowed; plan under --root unless configured', () => {
+  const cfg = parseConfig({});
+  assert.equal(cfg.firewall.mode, 'enforce');
+  assert.deepEqual(cfg.firewall.alwaysAllow, ['tcp/22']);
+  assert.equal(errorKey(() => parseConfig({ firewall: { mode: 'on' } })), 'firewall.mode');
+  const root = mkdtempSync(path.join(tmpdir(), 'ca-config-'));
+  assert.equal(loadConfig(new RootedPaths(root), undefined, {}).config.firewall.mode, 'plan');
+  mkdirSync(path.join(root, 'etc/cartridge-agent'), { recursive: true });
+  writeFileSync(path.join(root, 'etc/cartridge-agent/agent.json'), '{"firewall": {"mode": "off"}}');
+  assert.equal(loadConfig(new RootedPaths(root), undefined, {}).config.firewall.mode, 'off');
 });
