@@ -42,3 +42,12 @@ test('usage errors exit 2 with a message on stderr', async () => {
   assert.equal(code, 2);
   assert.match(err, /cartridge-agent: unknown command "nope"/);
 });
+
+test('firewall actions parse; a missing or unknown action is a usage error', () => {
+  assert.equal(parseCli(['firewall', 'plan']).action, 'plan');
+  assert.equal(parseCli(['firewall', 'check', '--root', '/r']).action, 'check');
+  assert.equal(parseCli(['firewall', '--help']).help, true);
+  assert.throws(() => parseCli(['firewall']), /'firewall' needs an action: plan, apply, check, remove/);
+  assert.throws(() => parseCli(['firewall', 'open']), /got "open"/);
+  assert.throws(() => parseCli(['firewall', 'plan', 'x']), /unexpected argument "x"/);
+});

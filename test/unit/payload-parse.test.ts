@@ -1,18 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { PayloadError } from '../../agent/src/errors';
+import { refused } from '../helpers/assertions';
 import { detectFormat, parsePayload } from '../../agent/src/payload/parse';
 
 const b = (s: string): Buffer => Buffer.from(s, 'utf8');
 
-function refused(fn: () => unknown, pattern: RegExp, secret?: string): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof PayloadError, `expected PayloadError, got ${String(err)}`);
-    assert.match(err.message, pattern);
-    if (secret !== undefined) assert.ok(!err.message.includes(secret), `error leaks the value: ${err.message}`);
-    return true;
-  });
-}
 
 describe('parsePayload: launch-params', () => {
   const lp = (s: string) => parsePayload(b(s), 'launch-params').entries;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { PayloadError } from '../../agent/src/errors';
+import { refused } from '../helpers/assertions';
 import {
   classifyName, DANGEROUS_NAMES, DANGEROUS_PREFIXES, SHELL_SPECIAL_NAMES, SHELL_SPECIAL_PREFIXES, validateEntries,
 } from '../../agent/src/payload/validate';
@@ -9,14 +9,6 @@ import { createHash } from 'node:crypto';
 
 const opts = { allowNames: [] as string[], maxKeys: 100 };
 
-function refused(fn: () => unknown, pattern: RegExp, secret?: string): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof PayloadError, `expected PayloadError, got ${String(err)}`);
-    assert.match(err.message, pattern);
-    if (secret !== undefined) assert.ok(!err.message.includes(secret), `error leaks the value: ${err.message}`);
-    return true;
-  });
-}
 
 describe('validateEntries', () => {
   it('keeps order and values', () => {
