@@ -6,10 +6,12 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from './errors';
 
-export const COMMANDS = ['once', 'run', 'discover', 'env', 'version', 'help'] as const;
+export const COMMANDS = ['once', 'run', 'discover', 'env', 'firewall', 'version', 'help'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 export const ENV_FORMATS = ['env', 'sh', 'json'] as const;
 export type EnvFormat = (typeof ENV_FORMATS)[number];
+export const FIREWALL_ACTIONS = ['plan', 'apply', 'check', 'remove'] as const;
+export type FirewallAction = (typeof FIREWALL_ACTIONS)[number];
 
 export interface ParsedCli {
   command: CommandName;
@@ -20,6 +22,8 @@ export interface ParsedCli {
   root: string;
   json: boolean;
   format: EnvFormat;
+  /** For `firewall <action>`. */
+  action?: FirewallAction;
   logLevel?: string;
 }
 
@@ -42,13 +46,15 @@ Commands:
   run        the daemon (boot work, then health reporting) — not available in this version yet
   discover   show what each configured source yields (no side effects)
   env        print the exported payload (--format env|sh|json)
+  firewall   the port allowlist: plan | apply | check | remove
   version    print the version
   help [CMD] show help
 
 ${COMMON}
 
 Exit codes: 0 ok, 1 internal error, 2 usage, 3 config invalid, 4 no payload pointer,
-5 payload fetch failed, 6 payload refused, 7 export write failed.
+5 payload fetch failed, 6 payload refused, 7 export write failed, 8 firewall failed,
+9 firewall drift found by 'firewall check'.
 Logs are JSON lines on stderr (pipe through pino-pretty to read them).`,
   once: `Usage: cartridge-agent once [options]
 
@@ -82,6 +88,16 @@ Print the exported payload (read back from export.jsonFile) in the given format:
   env   systemd EnvironmentFile syntax (default)
   sh    POSIX sh, safe to source
   json  a JSON object
+
+${COMMON}`,
+  firewall: `Usage: cartridge-agent firewall <plan|apply|check|remove> [options]
+
+The inbound port allowlist (docs/firewall.md). The allowlist comes from the exported payload
+(export.jsonFile: PORTS, PORT_MAPPINGS, FIREWALL_ALLOW) and the config (firewall.*).
+  plan     print the ruleset this host's backend would get; changes nothing
+  apply    apply it now (dry run first; rolled back if the controller becomes unreachable)
+  check    compare the rules in the kernel with the last applied ones; exit 9 on drift
+  remove   remove the agent's rules (stopping the agent never does)
 
 ${COMMON}`,
   version: `Usage: cartridge-agent version
@@ -120,6 +136,16 @@ export function parseCli(argv: readonly string[]): ParsedCli {
     throw new UsageError(`unknown command "${first}"; commands: ${COMMANDS.join(', ')}`);
   }
   const command = first as CommandName;
+  if (command === 'firewall') {
+    const action = rest[0];
+    if (action === undefined && values.help) return { ...base('firewall', values), help: true };
+    if (action === undefined || !(FIREWALL_ACTIONS as readonly string[]).includes(action)) {
+      throw new UsageError(`'firewall' needs an action: ${FIREWALL_ACTIONS.join(', ')}${action === undefined ? '' : `; got "${action}"`}`);
+    }
+    if (rest.length > 1) throw new UsageError(`unexpected argument "${rest[1]}" for 'firewall ${action}'`);
+    if (values.format !== undefined || values.json) throw new UsageError(`'firewall' takes neither --format nor --json`);
+    return { ...base('firewall', values), action: action as FirewallAction };
+  }
   if (command === 'help') {
     const topic = rest[0];
     if (topic !== undefined && !(COMMANDS as readonly string[]).includes(topic)) {
