@@ -12,6 +12,9 @@ export const ExitCode = {
   FETCH: 5,
   PAYLOAD_REJECTED: 6,
   EXPORT: 7,
+  FIREWALL: 8,
+  /** `firewall check` found the kernel's rules differ from the applied ones. */
+  DRIFT: 9,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -92,5 +95,22 @@ export class ExportError extends AgentError {
     detail: string,
   ) {
     super(`cannot write ${path}: ${detail}`, ExitCode.EXPORT, { path });
+  }
+}
+
+/**
+ * Rendering, checking or applying the port allowlist failed. The previous rules are in force
+ * (a failed transaction changes nothing; a failed guard check rolls back). `stderr` is the
+ * tool's own message, `ruleset` the text that was being applied (context for the log).
+ */
+export class FirewallError extends AgentError {
+  constructor(
+    message: string,
+    readonly step: string,
+    readonly backend: string | null,
+    readonly stderr = '',
+    readonly ruleset?: string,
+  ) {
+    super(message, ExitCode.FIREWALL, { step, backend, ...(stderr ? { stderr } : {}), ...(ruleset ? { ruleset } : {}) });
   }
 }

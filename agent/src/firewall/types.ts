@@ -18,7 +18,7 @@ export interface AllowRule {
   ports: PortRange;
   /** Source CIDR, normalised (e.g. "10.0.0.0/8", "2001:db8::/32"); its family limits the rule. */
   source?: { family: Family; cidr: string };
-  /** Where the rule came from, for errors and logs, e.g. `payload PORTS entry 2 ("443")`. */
+  /** Where the rule came from, e.g. `payload PORTS` or `config firewall.extraRules[2]` (coarse on purpose: it goes into rule comments, which must not change when the payload is reordered). */
   origin: string;
 }
 

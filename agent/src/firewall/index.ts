@@ -1,0 +1,243 @@
+/**
+ * The port allowlist, orchestrated: what `once`, `run` and `cartridge-agent firewall …` call.
+ * enforce = build policy → render → dry run + snapshot + guard baseline → apply → guard check
+ * (roll back to the snapshot on lock-out) → read back → persist. Stopping the agent never
+ * removes rules; only removeFirewall does.
+ */
+import type { AgentConfig } from '../config';
+import { FirewallError } from '../errors';
+import type { Logger } from '../log';
+import type { RootedPaths } from '../paths';
+import { buildPolicy } from './allowlist';
+import { firewallOps } from './apply';
+import { detectBackend } from './backend';
+import { runCommand, type CommandRunner } from './exec';
+import { describeEndpoint, guardBaseline, guardCheck, probeEndpoints, type Endpoint, type ProbeFn } from './guard';
+import { compareWithApplied, FirewallKeeper, type DriftReport } from './keeper';
+import { fingerprint } from './readback';
+import { renderRuleset } from './render';
+import { forgetApplied, loadApplied, saveApplied, stateFromApplied, type AppliedFirewall } from './state';
+import type { Backend, FirewallState, RenderedRuleset } from './types';
+
+export type { Endpoint, ProbeFn } from './guard';
+export { endpointsFromUrls } from './guard';
+export type { DriftReport } from './keeper';
+export { FirewallKeeper } from './keeper';
+
+export interface FirewallDeps {
+  config: AgentConfig;
+  paths: RootedPaths;
+  log: Logger;
+  /** Runs nft/iptables (default: directly on this host). */
+  runner?: CommandRunner;
+}
+
+export interface ApplyDeps extends FirewallDeps {
+  payloadVars: ReadonlyMap<string, string>;
+  /** Payload URL host / broker: must stay reachable after applying (lock-out guard). */
+  controllerEndpoints: Endpoint[];
+  probe?: ProbeFn;
+}
+
+const stateDir = (d: FirewallDeps) => d.paths.resolve(d.config.state.dir);
+
+export interface Plan {
+  backend: Backend;
+  rendered: RenderedRuleset;
+  /** Human-readable: the exact text(s) that would be applied. */
+  text: string;
+  /** Set when the host's backend could not be detected and nft was assumed. */
+  note: string | null;
+}
+
+/** Render for this host's backend (or the configured one); applies nothing. */
+export async function planFirewall(deps: FirewallDeps & { payloadVars: ReadonlyMap<string, string> }): Promise<Plan> {
+  const policy = buildPolicy(deps.payloadVars, deps.config.firewall);
+  let backend: Backend;
+  let note: string | null = null;
+  try {
+    backend = await detectBackend(deps.config.firewall.backend, deps.runner ?? runCommand);
+  } catch (err) {
+    if (!(err instanceof FirewallError) || deps.config.firewall.backend !== 'auto') throw err;
+    backend = 'nft';
+    note = `${err.message}; planned for nft`;
+  }
+  const rendered = renderRuleset(policy, backend);
+  const text =
+    backend === 'nft'
+      ? `# nft -f - (backend nft)\n${rendered.nft ?? ''}`
+      : `# ${backend}: iptables-restore --noflush (IPv4); plus "-I INPUT 1 -j CARTRIDGE-INPUT" when missing\n${rendered.ipv4 ?? ''}` +
+        `# ${backend}: ip6tables-restore --noflush (IPv6); plus the same jump when missing\n${rendered.ipv6 ?? ''}`;
+  return { backend, rendered, text, note };
+}
+
+/** mode off: nothing; plan: render and log; enforce: apply with dry run, guard and record. */
+export async function applyFirewall(deps: ApplyDeps): Promise<FirewallState> {
+  const { config, log } = deps;
+  const { mode } = config.firewall;
+  if (mode === 'off') {
+    log.info('firewall: mode off, not touching the firewall');
+    return stateFromApplied('off', null);
+  }
+  if (mode === 'plan') {
+    const plan = await planFirewall(deps);
+    log.info({ backend: plan.backend, digest: plan.rendered.digest, ruleCount: plan.rendered.ruleCount, ruleset: plan.text, note: plan.note }, 'firewall: mode plan, rendered ruleset not applied');
+    return { ...stateFromApplied('plan', null), backend: plan.backend, digest: plan.rendered.digest, ruleCount: plan.rendered.ruleCount };
+  }
+  return enforce(deps);
+}
+
+async function enforce(deps: ApplyDeps): Promise<FirewallState> {
+  const { config, log } = deps;
+  const runner = deps.runner ?? runCommand;
+  const policy = buildPolicy(deps.payloadVars, config.firewall);
+  const backend = await detectBackend(config.firewall.backend, runner);
+  const rendered = renderRuleset(policy, backend);
+  const ops = await firewallOps(backend, runner);
+
+  const recorded = await loadApplied(stateDir(deps)).catch(() => null);
+  if (recorded && recorded.backend === backend && recorded.digest === rendered.digest) {
+    const now = await compareWithApplied(ops, recorded);
+    if (!now.drifted) {
+      log.info({ backend, digest: rendered.digest }, 'firewall: ruleset already in force, unchanged');
+      return stateFromApplied('enforce', recorded);
+    }
+  }
+
+  const { guard } = config.firewall;
+  const probe = deps.probe ?? probeEndpoints;
+  // The dry run, the snapshot and the baseline probe change nothing, so they run together.
+  const [, before, baselineProbe] = await Promise.all([
+    ops.dryRun(rendered),
+    ops.snapshot(),
+    guard.enabled ? probe(deps.controllerEndpoints, guard.timeoutMs) : Promise.resolve(null),
+  ]);
+  const baseline = baselineProbe ? guardBaseline(baselineProbe) : { endpoints: [], skipped: 'disabled by firewall.guard.enabled' };
+  if (baseline.skipped) log.warn({ backend }, `firewall: lock-out guard skipped: ${baseline.skipped}`);
+
+  await ops.apply(rendered, before);
+
+  if (baseline.endpoints.length > 0) {
+    const failures = await guardCheck(baseline.endpoints, guard.timeoutMs, probe);
+    if (failures.length > 0) {
+      const lost = failures.map((f) => `${describeEndpoint(f.endpoint)} (${f.detail})`).join(', ');
+      let restored = false;
+      let why = '';
+      try {
+        await ops.restore(before);
+        restored = fingerprint(await ops.readBack()) === fingerprint(ops.snapshotReadBack(before));
+      } catch (err) {
+        why = `: ${(err as Error).message}`;
+      }
+      const err = new FirewallError(
+        `firewall (${backend}): lock-out guard: controller reachable before applying but not within ${guard.timeoutMs} ms after: ${lost}; ` +
+          (restored ? 'rolled back to the previous rules' : `rolling back did NOT restore the previous rules exactly${why}`),
+        'guard',
+        backend,
+        '',
+        rendered.nft ?? `${rendered.ipv4 ?? ''}${rendered.ipv6 ?? ''}`,
+      );
+      log.error({ err, backend, digest: rendered.digest }, err.message);
+      throw err;
+    }
+    log.info({ backend, endpoints: baseline.endpoints.map(describeEndpoint) }, 'firewall: controller still reachable after applying');
+  }
+
+  const readBack = await ops.readBack();
+  const applied: AppliedFirewall = {
+    version: 1,
+    backend,
+    digest: rendered.digest,
+    ruleCount: rendered.ruleCount,
+    rendered,
+    readBack,
+    fingerprint: fingerprint(readBack),
+    appliedAt: new Date().toISOString(),
+  };
+  await saveApplied(stateDir(deps), applied);
+  log.info({ backend, digest: rendered.digest, ruleCount: rendered.ruleCount }, 'firewall: allowlist applied');
+  if (recorded && recorded.backend !== backend) await removeStale(recorded.backend, runner, log);
+  return stateFromApplied('enforce', applied);
+}
+
+/**
+ * The host changed backend since the last apply (nft installed, config changed): the old
+ * backend's rules would still be evaluated — and drop what the new allowlist allows — so they
+ * go, once the new ones are in force.
+ */
+async function removeStale(old: Backend, runner: CommandRunner, log: Logger): Promise<void> {
+  try {
+    await (await firewallOps(old, runner)).remove();
+    log.info({ backend: old }, `firewall: removed our rules from the previous backend ${old}`);
+  } catch (err) {
+    log.warn({ err, backend: old }, `firewall: could not remove our rules from the previous backend ${old}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Early boot, before the network: put the recorded last-good ruleset back as it is (no payload,
+ * no controller, so no guard). Null when nothing is recorded.
+ */
+export async function reapplyRecorded(deps: FirewallDeps): Promise<FirewallState | null> {
+  const applied = await loadApplied(stateDir(deps));
+  if (!applied) return null;
+  const ops = await firewallOps(applied.backend, deps.runner ?? runCommand);
+  await ops.dryRun(applied.rendered);
+  await ops.apply(applied.rendered);
+  deps.log.info({ backend: applied.backend, digest: applied.digest }, 'firewall: recorded ruleset re-applied');
+  return stateFromApplied('enforce', applied);
+}
+
+export interface CheckResult {
+  /** What was recorded as applied (null: nothing recorded). */
+  applied: Pick<AppliedFirewall, 'backend' | 'digest' | 'ruleCount' | 'appliedAt'> | null;
+  report: DriftReport;
+}
+
+/** `firewall check`: compare the kernel's rules with the recorded ones; changes nothing. */
+export async function checkFirewall(deps: FirewallDeps): Promise<CheckResult> {
+  const runner = deps.runner ?? runCommand;
+  const applied = await loadApplied(stateDir(deps));
+  const checkedAt = new Date().toISOString();
+  if (applied) {
+    const { drifted, differences } = await compareWithApplied(await firewallOps(applied.backend, runner), applied);
+    const { backend, digest, ruleCount, appliedAt } = applied;
+    return { applied: { backend, digest, ruleCount, appliedAt }, report: { checkedAt, drifted, differences, healed: false, error: null } };
+  }
+  // Nothing recorded: rules of ours in the kernel are drift too (e.g. a half-done removal).
+  const backend = await detectBackend(deps.config.firewall.backend, runner);
+  const actual = await (await firewallOps(backend, runner)).readBack();
+  const differences = actual === null ? [] : [`rules of ours are present (${backend}) although none are recorded as applied`];
+  return { applied: null, report: { checkedAt, drifted: differences.length > 0, differences, healed: false, error: null } };
+}
+
+/** `firewall remove`: delete our table/chains and jumps (recorded and detected backend), forget the record. */
+export async function removeFirewall(deps: FirewallDeps): Promise<Backend[]> {
+  const runner = deps.runner ?? runCommand;
+  const recorded = await loadApplied(stateDir(deps)).catch(() => null);
+  const backends = new Set<Backend>();
+  if (recorded) backends.add(recorded.backend);
+  try {
+    backends.add(await detectBackend(deps.config.firewall.backend, runner));
+  } catch (err) {
+    if (backends.size === 0) throw err;
+  }
+  for (const backend of backends) await (await firewallOps(backend, runner)).remove();
+  await forgetApplied(stateDir(deps));
+  deps.log.info({ backends: [...backends] }, 'firewall: our rules removed');
+  return [...backends];
+}
+
+/** The drift loop for `run`, from the recorded ruleset; null when nothing is applied (or not enforcing). */
+export async function createFirewallKeeper(deps: FirewallDeps & { onState?: (s: FirewallState) => void }): Promise<FirewallKeeper | null> {
+  if (deps.config.firewall.mode !== 'enforce') return null;
+  const applied = await loadApplied(stateDir(deps));
+  if (!applied) return null;
+  return new FirewallKeeper({
+    runner: deps.runner ?? runCommand,
+    applied,
+    intervalSeconds: deps.config.firewall.driftCheckSeconds,
+    log: deps.log,
+    ...(deps.onState ? { onState: deps.onState } : {}),
+  });
+}
