@@ -10,6 +10,9 @@ import path from 'node:path';
 import type { AgentConfig } from './config';
 import { ConfigError, FetchError, PayloadError } from './errors';
 import { writeExports } from './export';
+import { applyFirewall, endpointsFromUrls } from './firewall';
+import { buildPolicy } from './firewall/allowlist';
+import type { FirewallState } from './firewall/types';
 import type { Logger } from './log';
 import type { RootedPaths } from './paths';
 import { PayloadCache } from './payload/cache';
@@ -40,6 +43,7 @@ export interface BootResult {
   cachedAt?: string;
   /** Host paths of the export files written. */
   written: string[];
+  firewall: FirewallState;
 }
 
 interface RawPayload {
@@ -47,6 +51,8 @@ interface RawPayload {
   via: BootResult['via'];
   origin: string;
   cachedAt?: string;
+  /** The payload URL(s): the controller the lock-out guard keeps reachable. */
+  controllerUrls: string[];
 }
 
 export async function bootOnce(ctx: BootContext): Promise<BootResult> {
@@ -69,6 +75,8 @@ export async function bootOnce(ctx: BootContext): Promise<BootResult> {
     maxBytes: config.payload.maxBytes,
   });
   log.info({ keys: payload.vars.size, format: payload.format, digest: payload.digest, via: raw.via }, 'payload accepted');
+  // An invalid allowlist refuses the payload before anything is written.
+  if (config.firewall.mode !== 'off') buildPolicy(payload.vars, config.firewall);
 
   status('writing exports');
   const written = await writeExports(payload.vars, config.export, paths);
@@ -78,12 +86,22 @@ export async function bootOnce(ctx: BootContext): Promise<BootResult> {
   if (raw.via !== 'cache') {
     await cache.save({ instanceId: discovery.instanceId, bytes: raw.bytes, origin: raw.origin });
   }
+
+  status(`firewall: ${config.firewall.mode}`);
+  const firewall = await applyFirewall({
+    config,
+    paths,
+    log,
+    payloadVars: payload.vars,
+    controllerEndpoints: endpointsFromUrls(raw.controllerUrls),
+  });
   return {
     discovery: { source: discovery.source, instanceId: discovery.instanceId, origin: discovery.origin },
     payload,
     via: raw.via,
     ...(raw.cachedAt ? { cachedAt: raw.cachedAt } : {}),
     written,
+    firewall,
   };
 }
 
@@ -109,7 +127,7 @@ async function obtainPayload(
         `the user data from ${discovery.source} holds an inline payload, but payload.publicKey is set and an inline payload cannot carry a signature; serve the payload from a URL or unset payload.publicKey`,
       );
     }
-    return { bytes: ref.bytes, via: 'inline', origin: discovery.origin };
+    return { bytes: ref.bytes, via: 'inline', origin: discovery.origin, controllerUrls: [] };
   }
 
   status(`fetching payload from ${ref.urls.map(redactUrl).join(', ')}`);
@@ -123,7 +141,7 @@ async function obtainPayload(
       log,
       signal: ctx.signal,
     });
-    return { bytes: fetched.bytes, via: 'fetched', origin: redactUrl(fetched.url) };
+    return { bytes: fetched.bytes, via: 'fetched', origin: redactUrl(fetched.url), controllerUrls: [fetched.url] };
   } catch (err) {
     // Only an unreachable controller falls back to the cache: a terminal answer (403: token
     // revoked) or a refused payload (bad signature) must not be papered over with old data.
@@ -138,7 +156,7 @@ async function obtainPayload(
       `CONTROLLER UNREACHABLE: using the cached payload saved ${cached.savedAt} for instance ${discovery.instanceId}`,
     );
     status(`controller unreachable; using cached payload from ${cached.savedAt}`);
-    return { bytes: cached.bytes, via: 'cache', origin: cached.origin, cachedAt: cached.savedAt };
+    return { bytes: cached.bytes, via: 'cache', origin: cached.origin, cachedAt: cached.savedAt, controllerUrls: ref.urls };
   }
 }
 

@@ -7,6 +7,8 @@ import { HELP, parseCli, type ParsedCli } from './cli';
 import { loadConfig, type AgentConfig } from './config';
 import { AgentError, ExitCode, UsageError } from './errors';
 import { renderExport } from './export';
+import { applyFirewall, checkFirewall, planFirewall, removeFirewall } from './firewall';
+import type { FirewallState } from './firewall/types';
 import { bootOnce, type BootResult } from './lifecycle';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './log';
 import { RootedPaths } from './paths';
@@ -53,6 +55,8 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
         return await commandDiscover(cli, config, paths, log, io);
       case 'env':
         return await commandEnv(cli, config, paths, io);
+      case 'firewall':
+        return await commandFirewall(cli, config, paths, log, io);
       case 'run':
         throw new UsageError("'run' (the daemon) is not available in this version yet; use 'cartridge-agent once'");
       default:
@@ -100,6 +104,7 @@ function summary(r: BootResult) {
     digest: r.payload.digest,
     keys: [...r.payload.vars.keys()],
     written: r.written,
+    firewall: r.firewall,
   };
 }
 
@@ -110,6 +115,7 @@ function describeBoot(r: BootResult): string {
     `pointer: ${r.discovery.source} (${r.discovery.origin}), instance ${r.discovery.instanceId}`,
     `payload: ${via}, ${r.payload.format}, ${r.payload.vars.size} variables, sha256 ${r.payload.digest}`,
     ...r.written.map((w) => `wrote:   ${w}`),
+    `firewall: ${describeFirewall(r.firewall)}`,
     '',
   ].join('\n');
 }
@@ -134,8 +140,14 @@ async function commandDiscover(cli: ParsedCli, config: AgentConfig, paths: Roote
 }
 
 async function commandEnv(cli: ParsedCli, config: AgentConfig, paths: RootedPaths, io: Io): Promise<number> {
+  io.out(renderExport(await readExportedVars(config, paths), cli.format));
+  return ExitCode.OK;
+}
+
+/** The payload as last exported (export.jsonFile): what `env` and `firewall` work from. */
+async function readExportedVars(config: AgentConfig, paths: RootedPaths): Promise<Map<string, string>> {
   if (!config.export.jsonFile) {
-    throw new AgentError("'env' reads export.jsonFile, which is disabled (null) in the config", ExitCode.CONFIG);
+    throw new AgentError('this command reads export.jsonFile, which is disabled (null) in the config', ExitCode.CONFIG);
   }
   const file = paths.resolve(config.export.jsonFile);
   let text: string;
@@ -145,7 +157,44 @@ async function commandEnv(cli: ParsedCli, config: AgentConfig, paths: RootedPath
     const hint = (err as NodeJS.ErrnoException).code === 'ENOENT' ? " (has 'cartridge-agent once' run on this boot?)" : '';
     throw new AgentError(`cannot read ${file}: ${(err as Error).message}${hint}`, ExitCode.EXPORT);
   }
-  const vars = new Map(Object.entries(JSON.parse(text) as Record<string, string>));
-  io.out(renderExport(vars, cli.format));
-  return ExitCode.OK;
+  return new Map(Object.entries(JSON.parse(text) as Record<string, string>));
+}
+
+function describeFirewall(f: FirewallState): string {
+  if (f.mode === 'off') return 'off (firewall.mode)';
+  const what = `${f.backend ?? 'unknown backend'}, ${f.ruleCount} rules, sha256 ${f.digest ?? '-'}`;
+  return f.mode === 'plan' ? `planned only (firewall.mode plan): ${what}` : `applied: ${what}`;
+}
+
+async function commandFirewall(cli: ParsedCli, config: AgentConfig, paths: RootedPaths, log: Logger, io: Io): Promise<number> {
+  const deps = { config, paths, log };
+  switch (cli.action) {
+    case 'plan': {
+      const plan = await planFirewall({ ...deps, payloadVars: await readExportedVars(config, paths) });
+      if (plan.note) io.err(`cartridge-agent: note: ${plan.note}\n`);
+      io.out(plan.text);
+      return ExitCode.OK;
+    }
+    case 'apply': {
+      // No controller endpoint is known outside the boot work, so the lock-out guard is skipped
+      // here (and says so in the log); SSH stays allowed by firewall.alwaysAllow.
+      const state = await applyFirewall({ ...deps, payloadVars: await readExportedVars(config, paths), controllerEndpoints: [] });
+      io.out(`firewall: ${describeFirewall(state)}\n`);
+      return ExitCode.OK;
+    }
+    case 'check': {
+      const { applied, report } = await checkFirewall(deps);
+      if (applied) io.out(`applied: ${applied.backend}, ${applied.ruleCount} rules, sha256 ${applied.digest}, at ${applied.appliedAt}\n`);
+      else io.out('applied: nothing recorded\n');
+      io.out(report.drifted ? `DRIFT:\n${report.differences.map((d) => `  ${d}`).join('\n')}\n` : 'in force, no drift\n');
+      return report.drifted ? ExitCode.DRIFT : ExitCode.OK;
+    }
+    case 'remove': {
+      const removed = await removeFirewall(deps);
+      io.out(`removed the agent's rules (${removed.join(', ')})\n`);
+      return ExitCode.OK;
+    }
+    default:
+      throw new UsageError(`'firewall' needs an action`);
+  }
 }
