@@ -111,6 +111,39 @@ const schema = object({
     /** How often the daemon reads our rules back and re-applies them on drift. */
     driftCheckSeconds: optional(int(5, 3_600), 30),
   }),
+  health: object({
+    /** Broker URL(s) (mqtt:// or mqtts://); empty: from the payload (MB_URLS, or MB_IP + MB_PORT) as Stratos does. */
+    brokerUrls: optional(arrayOf(str({ pattern: /^mqtts?:\/\/[^\s]+$/, hint: 'must be an mqtt:// or mqtts:// URL' })), []),
+    /** Credentials; null: from the payload (MB_USERNAME / MB_PASSWORD) when present. */
+    username: optional(nullable(str({ nonEmpty: true })), null),
+    /** A file holding the password (never the password itself in agent.json). */
+    passwordFile: optional(nullable(absPath()), null),
+    caFile: optional(nullable(absPath()), null),
+    certFile: optional(nullable(absPath()), null),
+    keyFile: optional(nullable(absPath()), null),
+    protocolVersion: optional(oneOf(['5', '3.1.1'] as const), '5'),
+    /** Topic prefix; topics are <prefix>/<cluster>/<member>/{status,health,event}. */
+    topicPrefix: optional(str({ pattern: /^[^#+\s]+[^/#+\s]$/, hint: 'must be a topic path without wildcards or a trailing /' }), 'cartridge/v1'),
+    intervalSeconds: optional(int(1, 3_600), 15),
+    keepaliveSeconds: optional(int(5, 3_600), 30),
+    reconnectBaseMs: optional(int(100, 60_000), 1_000),
+    reconnectCapMs: optional(int(1_000, 600_000), 60_000),
+    /** Messages kept while the broker is unreachable (events are kept before health). */
+    bufferMessages: optional(int(10, 100_000), 1_000),
+    /** Also publish Stratos' instance/status/* events. */
+    stratosEvents: optional(bool(), false),
+  }),
+  readiness: object({
+    /** Wait for the payload's PORTS to accept TCP connections locally before `activated`. */
+    enabled: optional(bool(), true),
+    intervalMs: optional(int(50, 60_000), 1_000),
+    timeoutSeconds: optional(int(1, 86_400), 300),
+  }),
+  hooks: object({
+    /** Executables in <dir>/<event>.d/ run in name order for each lifecycle event. */
+    dir: optional(absPath(), '/etc/cartridge-agent/hooks'),
+    timeoutSeconds: optional(int(1, 3_600), 60),
+  }),
   state: object({
     dir: optional(absPath(), '/var/lib/cartridge-agent'),
   }),

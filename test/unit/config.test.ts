@@ -54,7 +54,7 @@ test('invalid values name the offending key', () => {
 
 test('unknown keys are refused (a typo must not silently fall back to a default)', () => {
   assert.equal(errorKey(() => parseConfig({ sources: { personaliy: {} } })), 'sources.personaliy');
-  assert.throws(() => parseConfig({ exports: {} }), /known keys here: sources, payload, export, firewall, state, log/);
+  assert.throws(() => parseConfig({ exports: {} }), /known keys here: sources, payload, export, firewall, health, readiness, hooks, state, log/);
 });
 
 test('the message names the file and the key', () => {
