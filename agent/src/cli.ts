@@ -6,7 +6,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from './errors';
 
-export const COMMANDS = ['once', 'run', 'discover', 'env', 'firewall', 'version', 'help'] as const;
+export const COMMANDS = ['once', 'run', 'status', 'discover', 'env', 'firewall', 'version', 'help'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 export const ENV_FORMATS = ['env', 'sh', 'json'] as const;
 export type EnvFormat = (typeof ENV_FORMATS)[number];
@@ -43,7 +43,8 @@ cloud user data), fetches the payload, exports it as environment variables.
 
 Commands:
   once       do the boot work (discover, fetch, export) and exit; non-zero on failure
-  run        the daemon (boot work, then health reporting) — not available in this version yet
+  run        the daemon: boot work, READY=1, then health reporting over MQTT until stopped
+  status     what the running daemon is doing (--json)
   discover   show what each configured source yields (no side effects)
   env        print the exported payload (--format env|sh|json)
   firewall   the port allowlist: plan | apply | check | remove
@@ -68,9 +69,19 @@ optional launch-params). Prints a summary; exits non-zero with a clear message o
 ${COMMON}`,
   run: `Usage: cartridge-agent run [options]
 
-The long-running daemon: boot work as in 'once', then health reporting over MQTT until
-shutdown. Not available in this version yet (health reporting is still being built);
-use 'once' from a oneshot unit meanwhile.
+The long-running daemon (a systemd Type=notify service): the boot work as in 'once', then
+READY=1, then health reports, lifecycle events and hooks over MQTT until SIGTERM
+(offline + ready-to-shutdown, then exit 0). SIGHUP re-reads the config and the payload.
+STATUS= lines and 'cartridge-agent status' say what it is doing or waiting for.
+
+${COMMON}`,
+  status: `Usage: cartridge-agent status [--json] [options]
+
+What the running daemon is doing: pointer source, payload digest, exports, firewall, broker
+connection, last report, buffered messages, app readiness. Read from
+/run/cartridge-agent/status.json (under --root); exit 1 when the daemon is not running.
+
+  --json             print the raw status as JSON
 
 ${COMMON}`,
   discover: `Usage: cartridge-agent discover [options]
@@ -159,7 +170,7 @@ export function parseCli(argv: readonly string[]): ParsedCli {
     throw new UsageError(`--format must be one of ${ENV_FORMATS.join(', ')}, got "${format}"`);
   }
   if (values.format !== undefined && command !== 'env') throw new UsageError(`--format applies to 'env' only`);
-  if (values.json && !['once', 'discover'].includes(command)) throw new UsageError(`--json applies to 'once' and 'discover' only`);
+  if (values.json && !['once', 'discover', 'status'].includes(command)) throw new UsageError(`--json applies to 'once', 'discover' and 'status' only`);
   return { ...base(command, values), format: format as EnvFormat };
 }
 

@@ -9,7 +9,8 @@ import { AgentError, ExitCode, UsageError } from './errors';
 import { renderExport } from './export';
 import { applyFirewall, checkFirewall, planFirewall, removeFirewall } from './firewall';
 import type { FirewallState } from './firewall/types';
-import { bootOnce, type BootResult } from './lifecycle';
+import { bootOnce, type BootResult } from './boot';
+import { Daemon, describeStatus, readStatus, STATUS_FILE } from './daemon';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './log';
 import { RootedPaths } from './paths';
 import { redactUrl } from './redact';
@@ -58,7 +59,15 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       case 'firewall':
         return await commandFirewall(cli, config, paths, log, io);
       case 'run':
-        throw new UsageError("'run' (the daemon) is not available in this version yet; use 'cartridge-agent once'");
+        return await new Daemon({
+          paths,
+          env: io.env,
+          log,
+          version: VERSION,
+          loadConfig: () => loadConfig(paths, cli.config, io.env).config,
+        }).run();
+      case 'status':
+        return await commandStatus(cli, paths, io);
       default:
         throw new UsageError(`unhandled command ${cli.command}`);
     }
@@ -197,4 +206,14 @@ async function commandFirewall(cli: ParsedCli, config: AgentConfig, paths: Roote
     default:
       throw new UsageError(`'firewall' needs an action`);
   }
+}
+
+async function commandStatus(cli: ParsedCli, paths: RootedPaths, io: Io): Promise<number> {
+  const read = await readStatus(paths.resolve(STATUS_FILE));
+  if (!read.status) {
+    io.err(`cartridge-agent: ${read.reason}\n`);
+    return ExitCode.INTERNAL;
+  }
+  io.out(cli.json ? JSON.stringify({ ...read.status, running: read.running }, null, 2) + '\n' : describeStatus(read.status, read.running));
+  return read.running ? ExitCode.OK : ExitCode.INTERNAL;
 }

@@ -14,7 +14,7 @@ import { PAYLOAD_SIGNATURE_HEADER } from '../../agent/src/protocol/payload-http'
 
 export const SAMPLE_PAYLOAD =
   'APPLICATION_ID=shop,SERVICE_NAME=php,CLUSTER_ID=php.shop.domain,MEMBER_ID=php.member-1,' +
-  'PORTS=80|443,MB_IP=10.0.0.5,MB_PORT=1883,MB_PASSWORD=s3cr3t,DB_URL=mysql://db:3306/shop?ssl=true';
+  'PORTS=80|443,MB_IP=10.0.0.5,MB_PORT=1883,MB_USERNAME=php.member-1,MB_PASSWORD=s3cr3t,DB_URL=mysql://db:3306/shop?ssl=true';
 
 export interface PayloadServer {
   url: string;
