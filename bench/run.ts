@@ -4,7 +4,7 @@
  */
 import { spawnSync } from 'node:child_process';
 
-const BENCHES = ['bench/once.ts', 'bench/firewall.ts'];
+const BENCHES = ['bench/once.ts', 'bench/firewall.ts', 'bench/daemon.ts'];
 let failed = false;
 for (const file of BENCHES) {
   console.log(`\n== ${file}`);

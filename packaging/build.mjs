@@ -54,7 +54,13 @@ const result = await build({
   keepNames: true,
   // axios pulls in form-data (and its 200 KB mime-db) for multipart uploads, which the agent
   // never sends; a stub that throws keeps ~12 ms and ~1 MB off every start.
-  alias: { 'form-data': './packaging/stubs/form-data.cjs', 'thread-stream': './packaging/stubs/thread-stream.cjs' },
+  alias: {
+    'form-data': './packaging/stubs/form-data.cjs',
+    'thread-stream': './packaging/stubs/thread-stream.cjs',
+    ws: './packaging/stubs/not-bundled.cjs',
+    socks: './packaging/stubs/not-bundled.cjs',
+    'worker-timers': './packaging/stubs/not-bundled.cjs',
+  },
   plugins: [axiosHttpOnly],
   sourcemap: false,
   legalComments: 'none',
