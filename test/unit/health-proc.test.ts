@@ -61,14 +61,14 @@ test('MetricsCollector on a fixture root: every field, listeners flagged against
   const l = m.listening.map((x) => `${x.proto} ${x.addr} ${x.port} ${x.allowed ? 'allowed' : 'NOT'}${x.loopback ? ' lo' : ''}`);
   // Sorted by protocol, port, address; the ESTABLISHED TCP and the connected UDP socket are not listeners.
   assert.deepEqual(l, [
-    'tcp :: 22 allowed',
     'tcp 0.0.0.0 22 allowed',
+    'tcp :: 22 allowed',
     'tcp :: 80 allowed',
     'tcp 2001:db8::1 443 allowed',
     'tcp 127.0.0.1 631 NOT lo',
     'tcp ::1 5432 NOT lo',
-    'tcp ::ffff:10.0.0.5 8080 NOT',
     'tcp 10.0.0.5 8080 NOT',
+    'tcp ::ffff:10.0.0.5 8080 NOT',
     'udp 0.0.0.0 68 NOT',
     'udp :: 5353 allowed',
   ]);

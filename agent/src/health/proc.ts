@@ -118,7 +118,8 @@ export function parseProcNetSockets(text: string, proto: 'tcp' | 'udp'): Listene
 export function uniqueListeners(all: Listener[]): Listener[] {
   const seen = new Map<string, Listener>();
   for (const l of all) seen.set(`${l.proto} ${l.addr} ${l.port}`, l);
-  return [...seen.values()].sort((a, b) => a.proto.localeCompare(b.proto) || a.port - b.port || a.addr.localeCompare(b.addr));
+  // Plain code-unit comparison: localeCompare would pull ICU collation data (~2.5 MB RSS) into the daemon.
+  return [...seen.values()].sort((a, b) => byText(a.proto, b.proto) || a.port - b.port || byText(a.addr, b.addr));
 }
 
 /** /proc/mounts: mount points of block-device filesystems (what `df` would show), first occurrence. */
@@ -139,4 +140,8 @@ export function diskUsage(blocks: number, bfree: number, bavail: number, bsize: 
   const used = blocks - bfree;
   const denom = used + bavail;
   return { sizeB: blocks * bsize, availB: bavail * bsize, usedPct: denom > 0 ? Math.round((used / denom) * 1000) / 10 : 0 };
+}
+
+function byText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
