@@ -34,7 +34,7 @@ async function demo(): Promise<number> {
     const sh = spawnSync('sh', ['-c', `. '${image.at('/etc/profile.d/cartridge-agent.sh')}' && echo "SERVICE_NAME=$SERVICE_NAME PORTS=$PORTS DB_URL=$DB_URL"`], { encoding: 'utf8' });
     process.stdout.write(sh.stdout + sh.stderr);
 
-    section(`cartridge-agent firewall plan --root ${image.root} (not root here: plan only)`);
+    section(`cartridge-agent firewall plan --root ${image.root} (under --root: plan only)`);
     await run(['firewall', 'plan', '--root', image.root, '--log-level', 'warn']);
 
     section('controller unreachable on the next boot: the cached payload is used, loudly');
