@@ -9,11 +9,11 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
  * JSON lines to a file descriptor (stderr by default, so command output on stdout stays clean;
  * under systemd both go to the journal). Every record passes through redaction.
  */
-export function createLogger(level: LogLevel = 'info', fd = 2): Logger {
+export function createLogger(level: LogLevel = 'info', fd = 2, name = 'cartridge-agent'): Logger {
   return pino(
     {
       level,
-      base: { name: 'cartridge-agent' },
+      base: { name },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: {
         level: (label) => ({ level: label }),
