@@ -80,3 +80,18 @@ mkdirSync(path.dirname(outfile), { recursive: true });
 writeFileSync(outfile, `#!/usr/bin/env node\n${bundled}`);
 chmodSync(outfile, 0o755);
 console.log(`built ${outfile} (cartridge-agent ${pkg.version})`);
+
+// The controller stub (tests, demos, small fleets): one plain bundle; it may require Node 20.
+await build({
+  entryPoints: ['controller-stub/src/bin.ts'],
+  outfile: 'dist/cartridge-controller.js',
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  alias: { 'thread-stream': './packaging/stubs/thread-stream.cjs' },
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+chmodSync('dist/cartridge-controller.js', 0o755);
+console.log('built dist/cartridge-controller.js');

@@ -1,50 +1,32 @@
 /**
- * `npm run demo`: a controller stand-in serves a sample Stratos payload, a temp image root
- * gets a personality file pointing at it, and the bundled agent runs `once --root` against
- * it. Shows the pointer, the payload fetched and the exported files; cleans up; exit 0.
- * (The full controller-stub demo with MQTT health replaces this once it lands.)
+ * `npm run demo`: the whole loop on one machine, as a normal user. The controller stub starts
+ * with its embedded MQTT broker; a member is registered; its personality file goes into a temp
+ * image root; the bundled agent runs `once` (payload fetched and verified, env exported,
+ * firewall planned — not applied, this is --root) and then `run` (health over MQTT); the
+ * fleet table shows it ONLINE with health, then OFFLINE after a clean stop. Cleans up; exit 0.
  */
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { makeImageRoot, runAgent, SAMPLE_PAYLOAD, startPayloadServer } from './lib/fake-instance';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startController } from '../controller-stub/src/serve';
+import { renderFleetTable } from '../controller-stub/src/fleet-table';
+import type { MembersResponse } from '../controller-stub/src/http';
+import { payloadUrl, personalityContent } from '../controller-stub/src/userdata';
+import { createLogger } from '../agent/src/log';
+import { BUNDLE, makeImageRoot, runAgent } from './lib/fake-instance';
+
+const CLUSTER = 'php.shop';
+const MEMBER = 'php-member-1';
 
 function section(title: string): void {
   process.stdout.write(`\n\x1b[1m== ${title}\x1b[0m\n`);
 }
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function demo(): Promise<number> {
-  const server = await startPayloadServer(SAMPLE_PAYLOAD);
-  const image = makeImageRoot(server.url, { payload: { fetch: { deadlineSeconds: 2 } } });
-  try {
-    section('controller stand-in serving the payload (Stratos launch-params)');
-    process.stdout.write(`${SAMPLE_PAYLOAD}\n`);
-    section(`personality file in the image root: ${image.at('/etc/cartridge-agent/payload-url')}`);
-    process.stdout.write(readFileSync(image.at('/etc/cartridge-agent/payload-url'), 'utf8'));
-
-    section(`cartridge-agent discover --root ${image.root}`);
-    await run(['discover', '--root', image.root, '--log-level', 'warn']);
-
-    section(`cartridge-agent once --root ${image.root}`);
-    const code = await run(['once', '--root', image.root, '--log-level', 'warn']);
-    if (code !== 0) return code;
-
-    section('/run/cartridge-agent/payload.env (systemd EnvironmentFile)');
-    process.stdout.write(readFileSync(image.at('/run/cartridge-agent/payload.env'), 'utf8'));
-    section('/etc/profile.d/cartridge-agent.sh, sourced by a real sh');
-    const sh = spawnSync('sh', ['-c', `. '${image.at('/etc/profile.d/cartridge-agent.sh')}' && echo "SERVICE_NAME=$SERVICE_NAME PORTS=$PORTS DB_URL=$DB_URL"`], { encoding: 'utf8' });
-    process.stdout.write(sh.stdout + sh.stderr);
-
-    section(`cartridge-agent firewall plan --root ${image.root} (under --root: plan only)`);
-    await run(['firewall', 'plan', '--root', image.root, '--log-level', 'warn']);
-
-    section('controller unreachable on the next boot: the cached payload is used, loudly');
-    await server.close();
-    await run(['once', '--root', image.root, '--log-level', 'warn']);
-    return 0;
-  } finally {
-    await server.close().catch(() => undefined);
-    image.remove();
-  }
+async function fleet(httpUrl: string): Promise<string> {
+  const resp = (await (await fetch(`${httpUrl}/api/members`)).json()) as MembersResponse;
+  return renderFleetTable(resp, Date.now());
 }
 
 async function run(args: string[]): Promise<number> {
@@ -55,9 +37,68 @@ async function run(args: string[]): Promise<number> {
   return r.code ?? 1;
 }
 
+async function demo(): Promise<number> {
+  const stateDir = mkdtempSync(path.join(tmpdir(), 'cartridge-controller-'));
+  const controller = await startController({
+    stateDir,
+    http: { host: '127.0.0.1', port: 0 },
+    broker: { kind: 'embedded', host: '127.0.0.1', port: 0, auth: true },
+    log: createLogger('warn', 2, 'cartridge-controller'),
+  });
+  const { info } = controller;
+  let image: ReturnType<typeof makeImageRoot> | undefined;
+  try {
+    section('controller stub: payload server and embedded MQTT broker');
+    process.stdout.write(`http ${info.httpUrl}   mqtt ${info.brokerUrl}\n`);
+
+    const brokerPort = new URL(info.brokerUrl).port;
+    const payload = [
+      `APPLICATION_ID=shop,SERVICE_NAME=php,CLUSTER_ID=${CLUSTER},MEMBER_ID=${MEMBER},PORTS=80|443`,
+      `MB_URLS=tcp://127.0.0.1:${brokerPort},MB_USERNAME=${MEMBER},MB_PASSWORD=demo-broker-secret`,
+      'DB_URL=mysql://db:3306/shop?ssl=true',
+    ].join(',');
+    const reg = await controller.store.register(CLUSTER, MEMBER, payload, { ttlSeconds: 3600, singleUse: false });
+    const personality = personalityContent(payloadUrl(info.publicUrl, MEMBER, reg.token));
+    section(`registered ${CLUSTER}/${MEMBER}; personality file (token redacted here):`);
+    process.stdout.write(personality.replace(/token=[^\s]+/, 'token=…') + '\n');
+
+    image = makeImageRoot(personality.trim(), {
+      payload: { publicKey: controller.keys.publicKeyBase64() },
+      health: { protocolVersion: '3.1.1', intervalSeconds: 1 },
+      readiness: { enabled: false },
+    });
+
+    section(`cartridge-agent once --root ${image.root} (payload signature verified with the controller's key)`);
+    const code = await run(['once', '--root', image.root, '--log-level', 'warn']);
+    if (code !== 0) return code;
+    section('/run/cartridge-agent/payload.env (systemd EnvironmentFile)');
+    process.stdout.write(readFileSync(image.at('/run/cartridge-agent/payload.env'), 'utf8'));
+    section('firewall (under --root the agent only plans; as root on an instance it enforces)');
+    await run(['firewall', 'plan', '--root', image.root, '--log-level', 'warn']);
+
+    section('cartridge-agent run: health reports every second over MQTT');
+    const agent = spawn(process.execPath, [BUNDLE, 'run', '--root', image.root, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const exited = new Promise<number | null>((resolve) => agent.once('exit', (c) => resolve(c)));
+    await sleep(4000);
+    process.stdout.write(await fleet(info.httpUrl));
+    await run(['status', '--root', image.root]);
+
+    section('SIGTERM to the agent: offline on a clean stop');
+    agent.kill('SIGTERM');
+    process.stdout.write(`agent exited with ${await exited}\n`);
+    await sleep(500);
+    process.stdout.write(await fleet(info.httpUrl));
+    return 0;
+  } finally {
+    await controller.stop();
+    image?.remove();
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+}
+
 demo().then(
   (code) => {
-    process.stdout.write(code === 0 ? '\ndemo finished; temp image root removed\n' : `\ndemo failed (exit ${code})\n`);
+    process.stdout.write(code === 0 ? '\ndemo finished; temp files removed\n' : `\ndemo failed (exit ${code})\n`);
     process.exitCode = code;
   },
   (err: unknown) => {

@@ -32,7 +32,7 @@ export interface DaemonDeps {
 const STOP_BUDGET_MS = 8_000;
 /** Main-loop tick: feeds the watchdog and refreshes the status file. */
 const TICK_MS = 1_000;
-const STATUS_REFRESH_MS = 5_000;
+const STATUS_REFRESH_MS = 2_000;
 
 /** One running payload: everything that is rebuilt on SIGHUP. */
 interface Generation {
