@@ -7,23 +7,17 @@ import { readFile, statfs } from 'node:fs/promises';
 import os from 'node:os';
 import type { FirewallPolicy, Protocol } from '../firewall/types';
 import type { RootedPaths } from '../paths';
-import type { DiskUsage, ListeningPort } from '../protocol/mqtt';
+import type { DiskUsage, HealthReport } from '../protocol/mqtt';
 import {
   countCpus, diskUsage, isLoopbackAddress, parseBlockMounts, parseLoadavg, parseMeminfo, parseNetDev,
   parseProcNetSockets, parseUptime, uniqueListeners, type Listener,
 } from './proc';
 
-export interface MachineMetrics {
-  uptimeS: number;
-  load: [number, number, number];
-  cpus: number;
-  mem: { totalB: number; availB: number };
-  disk: DiskUsage[];
-  net: { rxB: number; txB: number };
-  listening: ListeningPort[];
+/** The machine part of a health report (the wire type decides the shape). */
+export type MachineMetrics = Pick<HealthReport, 'uptimeS' | 'load' | 'cpus' | 'mem' | 'disk' | 'net' | 'listening'> & {
   /** Files that could not be read this time (logged by the caller at debug level). */
   errors: string[];
-}
+};
 
 /** Is (proto, port) in the allowlist? Built from the firewall policy or a plain list. */
 export type AllowPredicate = (proto: Protocol, port: number) => boolean;
