@@ -44,7 +44,7 @@ export class ConfigError extends AgentError {
     detail: string,
     readonly file?: string,
   ) {
-    super(`${file ? `${file}: ` : ''}config key "${key}": ${detail}`, ExitCode.CONFIG, { configKey: key, file });
+    super(`${file ? `${file}: ` : ''}config key "${key}": ${detail}`, ExitCode.CONFIG, { setting: key, file });
   }
 }
 

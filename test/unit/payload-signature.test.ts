@@ -76,3 +76,20 @@ describe('verifySignature', () => {
     assert.equal(verifySignature(body, `${sig}!`, key), false);
   });
 });
+
+describe('loadPublicKey: base64 starting with a slash', () => {
+  it('a base64 public key that starts with "/" is a key, not a path', () => {
+    // Find a key whose base64 begins with '/' (1 in 64).
+    for (let i = 0; i < 2000; i++) {
+      const { publicKey } = generateKeyPairSync('ed25519');
+      const b64 = publicKey.export({ format: 'der', type: 'spki' }).subarray(-32).toString('base64');
+      if (!b64.startsWith('/')) continue;
+      const key = loadPublicKey(b64, () => {
+        throw new Error('must not read a file');
+      });
+      assert.equal(key.asymmetricKeyType, 'ed25519');
+      return;
+    }
+    assert.fail('no key starting with "/" in 2000 tries');
+  });
+});

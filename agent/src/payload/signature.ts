@@ -23,6 +23,10 @@ function strictBase64(text: string): Buffer | undefined {
  * caller roots under --root) or base64 of the 32 raw public key bytes.
  */
 export function loadPublicKey(spec: string, readFile: (path: string) => Buffer | string): KeyObject {
+  // Base64 may start with '/', so decide by shape first: 32 raw bytes are exactly 44 base64
+  // characters ending in one '='; no PEM file path looks like that and also decodes to 32 bytes.
+  const raw32 = /^[A-Za-z0-9+/]{43}=$/.test(spec) ? strictBase64(spec) : undefined;
+  if (raw32?.length === 32) return createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, raw32]), format: 'der', type: 'spki' });
   if (spec.startsWith('/')) {
     let pem: string;
     try {
