@@ -34,6 +34,9 @@ export interface AttemptResult {
 }
 
 /** A failed attempt. `terminal`: this URL will not get better by asking again. */
+/** Attempts cut short by the overall deadline say so with this prefix (see fetch.ts lastError). */
+export const DEADLINE_CUT = 'the deadline passed';
+
 export class AttemptError extends Error {
   constructor(
     message: string,
@@ -96,10 +99,10 @@ export async function fetchOnce(url: string, opts: AttemptOptions): Promise<Atte
   const left = Math.max(0, opts.deadlineAt - opts.now());
   const connectTimer = opts.connectTimeoutMs <= left
     ? setTimeout(() => abort(`no connection within ${opts.connectTimeoutMs} ms (payload.fetch.connectTimeoutMs)`), opts.connectTimeoutMs)
-    : setTimeout(() => abort('the deadline passed while connecting'), left);
+    : setTimeout(() => abort(`${DEADLINE_CUT} while connecting`), left);
   const requestTimer = opts.requestTimeoutMs <= left
     ? setTimeout(() => abort(`no complete response within ${opts.requestTimeoutMs} ms (payload.fetch.requestTimeoutMs)`), opts.requestTimeoutMs)
-    : setTimeout(() => abort('the deadline passed while waiting for the response'), left);
+    : setTimeout(() => abort(`${DEADLINE_CUT} while waiting for the response`), left);
   const agents = watchedAgents(opts.caPem, () => clearTimeout(connectTimer));
   let downgrade = false;
   try {
