@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
 import { HookRunner } from '../../agent/src/lifecycle/hooks';
 import { silentLogger } from '../../agent/src/log';
-import { capturingLogger, HOOKS_DIR, isAlive, makeHooksRoot, type HooksRoot } from '../fixtures/hooks/hooks-root';
+import { capturingLogger, diesWithin, HOOKS_DIR, makeHooksRoot, type HooksRoot } from '../fixtures/hooks/hooks-root';
 
 let img: HooksRoot;
 beforeEach(() => {
@@ -112,7 +112,7 @@ test('a hook that hangs is killed at the timeout with its whole process group (S
   assert.ok(took >= 650 && took < 2_000, `returned after ${took} ms`);
   const sleepPid = Number(readFileSync(path.join(img.out, 'sleep.pid'), 'utf8'));
   assert.ok(sleepPid > 0);
-  assert.equal(isAlive(sleepPid), false, 'the hook’s child (sleep 60) was killed too');
+  assert.equal(await diesWithin(sleepPid), true, 'the hook’s child (sleep 60) was killed too');
 });
 
 test('a hook that ignores SIGTERM is SIGKILLed after the grace', async () => {
@@ -123,7 +123,7 @@ test('a hook that ignores SIGTERM is SIGKILLed after the grace', async () => {
   assert.equal(r?.timedOut, true);
   assert.equal(r?.signal, 'SIGKILL');
   assert.ok(took >= 950 && took < 3_000, `returned after ${took} ms`);
-  assert.equal(isAlive(Number(readFileSync(path.join(img.out, 'sleep.pid'), 'utf8'))), false);
+  assert.equal(await diesWithin(Number(readFileSync(path.join(img.out, 'sleep.pid'), 'utf8'))), true);
 });
 
 test('a missing hooks directory (or event directory) means no hooks', async () => {
