@@ -246,7 +246,7 @@ describe('fleet rows', () => {
     b.status(M1, buildBirth(S1, T0, 'a', 10), live(T0));
     b.event(M1, buildEvent(S1, 1, T0, 'started'), live(T0));
     b.event(M1, buildEvent(S1, 2, T0, 'activated'), live(T0));
-    const firewall = { mode: 'enforce' as const, backend: 'nft', digest: 'x', ruleCount: 15, appliedAt: null, lastDriftAt: null, lastDrift: null, lastError: null };
+    const firewall = { mode: 'enforce' as const, backend: 'nft' as const, digest: 'x', ruleCount: 15, appliedAt: null, lastDriftAt: null, lastDrift: null, lastError: null };
     const listening = [port(8080), port(22, { allowed: true }), port(5432, { loopback: true, addr: '127.0.0.1' }), port(8080, { addr: '::' }), port(111, { proto: 'udp' })];
     b.health(M1, healthReport(S1, 1, T0, { load: [1.25, 1, 1], mem: { totalB: 3_000, availB: 1_000 }, firewall, listening }), live(T0 + 1_000));
     assert.deepEqual(b.rows(T0 + 1_000), [{

@@ -17,6 +17,8 @@
  * connect time, so consumers should use the receipt time for deaths.
  */
 
+import type { FirewallState } from '../firewall/types';
+
 export const WIRE_VERSION = 1;
 export const DEFAULT_TOPIC_PREFIX = 'cartridge/v1';
 export const DEFAULT_CLUSTER_ID = 'default';
@@ -57,17 +59,8 @@ export interface DiskUsage {
   usedPct: number;
 }
 
-/** What health reports say about the firewall (agent's FirewallState, minus nothing). */
-export interface FirewallReport {
-  mode: 'enforce' | 'plan' | 'off';
-  backend: string | null;
-  digest: string | null;
-  ruleCount: number;
-  appliedAt: string | null;
-  lastDriftAt: string | null;
-  lastDrift: string | null;
-  lastError: string | null;
-}
+/** What health reports say about the firewall: the agent's FirewallState as it is. */
+export type FirewallReport = FirewallState;
 
 export interface HealthReport {
   v: 1;
