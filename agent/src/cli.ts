@@ -10,7 +10,7 @@ export const COMMANDS = ['once', 'run', 'status', 'discover', 'env', 'firewall',
 export type CommandName = (typeof COMMANDS)[number];
 export const ENV_FORMATS = ['env', 'sh', 'json'] as const;
 export type EnvFormat = (typeof ENV_FORMATS)[number];
-export const FIREWALL_ACTIONS = ['plan', 'apply', 'check', 'remove'] as const;
+export const FIREWALL_ACTIONS = ['plan', 'apply', 'check', 'remove', 'restore'] as const;
 export type FirewallAction = (typeof FIREWALL_ACTIONS)[number];
 
 export interface ParsedCli {
@@ -47,7 +47,7 @@ Commands:
   status     what the running daemon is doing (--json)
   discover   show what each configured source yields (no side effects)
   env        print the exported payload (--format env|sh|json)
-  firewall   the port allowlist: plan | apply | check | remove
+  firewall   the port allowlist: plan | apply | check | remove | restore
   version    print the version
   help [CMD] show help
 
@@ -101,7 +101,7 @@ Print the exported payload (read back from export.jsonFile) in the given format:
   json  a JSON object
 
 ${COMMON}`,
-  firewall: `Usage: cartridge-agent firewall <plan|apply|check|remove> [options]
+  firewall: `Usage: cartridge-agent firewall <plan|apply|check|remove|restore> [options]
 
 The inbound port allowlist (docs/firewall.md). The allowlist comes from the exported payload
 (export.jsonFile: PORTS, PORT_MAPPINGS, FIREWALL_ALLOW) and the config (firewall.*).
@@ -109,6 +109,10 @@ The inbound port allowlist (docs/firewall.md). The allowlist comes from the expo
   apply    apply it now (dry run first; rolled back if the controller becomes unreachable)
   check    compare the rules in the kernel with the last applied ones; exit 9 on drift
   remove   remove the agent's rules (stopping the agent never does)
+  restore  early boot, before the network: put the last applied ruleset back exactly as
+           recorded in <state.dir>/firewall.json (no payload, no controller); exit 0 when
+           nothing is recorded (first boot). firewall.mode plan: only say what it would
+           restore; off: do nothing
 
 ${COMMON}`,
   version: `Usage: cartridge-agent version

@@ -7,7 +7,7 @@ import { HELP, parseCli, type ParsedCli } from './cli';
 import { loadConfig, type AgentConfig } from './config';
 import { AgentError, ExitCode, UsageError } from './errors';
 import { renderExport } from './export';
-import { applyFirewall, checkFirewall, planFirewall, removeFirewall } from './firewall';
+import { applyFirewall, checkFirewall, planFirewall, reapplyRecorded, readRecorded, removeFirewall } from './firewall';
 import type { FirewallState } from './firewall/types';
 import { bootOnce, type BootResult } from './boot';
 import { Daemon, describeStatus, readStatus, STATUS_FILE } from './daemon';
@@ -203,9 +203,37 @@ async function commandFirewall(cli: ParsedCli, config: AgentConfig, paths: Roote
       io.out(`removed the agent's rules (${removed.join(', ')})\n`);
       return ExitCode.OK;
     }
+    case 'restore':
+      return restoreFirewall(deps, io);
     default:
       throw new UsageError(`'firewall' needs an action`);
   }
+}
+
+/**
+ * `firewall restore`, the early-boot unit's command: runs on every boot before the network, so
+ * it only reads the record and hands it to the kernel (no discovery, no fetch, no detection).
+ * Nothing recorded is a fresh image's first boot: exit 0, the boot goes on.
+ */
+async function restoreFirewall(deps: { config: AgentConfig; paths: RootedPaths; log: Logger }, io: Io): Promise<number> {
+  const recordedText = (f: Pick<FirewallState, 'backend' | 'ruleCount' | 'digest' | 'appliedAt'>) =>
+    `${f.backend ?? 'unknown backend'}, ${f.ruleCount} rules, sha256 ${f.digest ?? '-'} (applied ${f.appliedAt ?? '-'})`;
+  const { mode } = deps.config.firewall;
+  if (mode === 'off') {
+    io.out('firewall: mode off (firewall.mode), nothing restored\n');
+    return ExitCode.OK;
+  }
+  if (mode === 'plan') {
+    const recorded = await readRecorded(deps);
+    io.out(
+      `firewall: mode plan (firewall.mode), the kernel is not touched; ` +
+        (recorded ? `would restore the recorded ruleset: ${recordedText(recorded)}\n` : 'nothing recorded, nothing would be restored (first boot?)\n'),
+    );
+    return ExitCode.OK;
+  }
+  const state = await reapplyRecorded(deps);
+  io.out(state ? `firewall: restored the recorded ruleset: ${recordedText(state)}\n` : 'firewall: nothing recorded, nothing restored (first boot?)\n');
+  return ExitCode.OK;
 }
 
 async function commandStatus(cli: ParsedCli, paths: RootedPaths, io: Io): Promise<number> {

@@ -16,7 +16,8 @@ import { describeEndpoint, guardBaseline, guardCheck, probeEndpoints, type Endpo
 import { compareWithApplied, FirewallKeeper, type DriftReport } from './keeper';
 import { fingerprint } from './readback';
 import { renderRuleset } from './render';
-import { forgetApplied, loadApplied, saveApplied, stateFromApplied, type AppliedFirewall } from './state';
+import { verifyRecorded } from './recorded';
+import { forgetApplied, loadApplied, saveApplied, stateFilePath, stateFromApplied, type AppliedFirewall } from './state';
 import type { Backend, FirewallState, RenderedRuleset } from './types';
 
 export type { Endpoint, ProbeFn } from './guard';
@@ -175,16 +176,41 @@ async function removeStale(old: Backend, runner: CommandRunner, log: Logger): Pr
 }
 
 /**
- * Early boot, before the network: put the recorded last-good ruleset back as it is (no payload,
- * no controller, so no guard). Null when nothing is recorded.
+ * The record `firewall restore` works from: null when nothing is recorded (a fresh image's
+ * first boot); a FirewallError naming the file when it is unreadable, not a record, or its
+ * ruleset text is not what was applied.
+ */
+export async function readRecorded(deps: FirewallDeps): Promise<AppliedFirewall | null> {
+  const applied = await loadApplied(stateDir(deps));
+  if (applied) verifyRecorded(applied, stateFilePath(stateDir(deps)));
+  return applied;
+}
+
+/**
+ * Early boot, before the network (`firewall restore`): put the recorded last-good ruleset back
+ * exactly as recorded — no payload, no controller, so no re-rendering, no backend detection and
+ * no guard. Dry run first, then one transaction per family (ops.apply puts a family that went
+ * in back as it was when the other fails), so a failure leaves no half-applied ruleset.
+ * Null when nothing is recorded.
  */
 export async function reapplyRecorded(deps: FirewallDeps): Promise<FirewallState | null> {
-  const applied = await loadApplied(stateDir(deps));
+  const applied = await readRecorded(deps);
   if (!applied) return null;
-  const ops = await firewallOps(applied.backend, deps.runner ?? runCommand);
-  await ops.dryRun(applied.rendered);
-  await ops.apply(applied.rendered);
-  deps.log.info({ backend: applied.backend, digest: applied.digest }, 'firewall: recorded ruleset re-applied');
+  try {
+    const ops = await firewallOps(applied.backend, deps.runner ?? runCommand);
+    await ops.dryRun(applied.rendered);
+    await ops.apply(applied.rendered);
+  } catch (err) {
+    if (!(err instanceof FirewallError)) throw err;
+    throw new FirewallError(
+      `firewall restore (${applied.backend}, recorded in ${stateFilePath(stateDir(deps))}): ${err.message}`,
+      err.step,
+      err.backend ?? applied.backend,
+      err.stderr,
+      err.ruleset,
+    );
+  }
+  deps.log.info({ backend: applied.backend, digest: applied.digest, appliedAt: applied.appliedAt }, 'firewall: recorded ruleset re-applied');
   return stateFromApplied('enforce', applied);
 }
 

@@ -24,6 +24,14 @@ export function renderRuleset(policy: FirewallPolicy, backend: Backend): Rendere
   };
 }
 
+/**
+ * The digest renderRuleset gives `rendered`, recomputed from its texts: a recorded ruleset
+ * whose texts no longer match its digest has been damaged (or edited) since it was applied.
+ */
+export function renderedDigest(rendered: RenderedRuleset): string {
+  return sha256(rendered.backend === 'nft' ? [rendered.nft ?? ''] : [rendered.ipv4 ?? '', rendered.ipv6 ?? '']);
+}
+
 /** sha256 hex over the texts; a NUL between them so moving a line across the join changes it. */
 function sha256(texts: string[]): string {
   const hash = createHash('sha256');
