@@ -1,0 +1,113 @@
+/**
+ * The systemd units as the real systemd 252 tools see them: `systemd-analyze verify` against
+ * an image root baked by bake.sh (verify needs the ExecStart binaries and the standard
+ * targets, so it runs with --root on that root), and the offline security exposure, parsed
+ * from `systemd-analyze security`'s own output.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { requireCommands, requireFile } from '../helpers/env';
+import { BAKE, UNITS, UNIT_SOURCES, bundleBuilt, makeImageRoot, runSh, tempDir } from '../fixtures/packaging/image';
+
+/** The most exposure systemd-analyze may report for each unit (issue 6: at most 3.0). */
+const MAX_EXPOSURE = 3.0;
+
+function analyze(args: string[]): { code: number | null; out: string } {
+  // From an empty directory: verify also looks at unit files in the working directory.
+  const { dir, cleanup } = tempDir('ca-analyze-');
+  try {
+    const r = spawnSync('systemd-analyze', args, { encoding: 'utf8', cwd: dir, env: { ...process.env, SYSTEMD_PAGER: '', SYSTEMD_COLORS: '0' } });
+    return { code: r.status, out: `${r.stdout}${r.stderr}` };
+  } finally {
+    cleanup();
+  }
+}
+
+/** "→ Overall exposure level for X.service: 2.5 OK 🙂" → 2.5 */
+function parseExposure(output: string, unit: string): number {
+  const m = new RegExp(`Overall exposure level for ${unit.replace(/\./g, '\\.')}: (\\d+(?:\\.\\d+)?)`).exec(output);
+  assert.ok(m, `no exposure figure for ${unit} in:\n${output}`);
+  return Number(m[1]);
+}
+
+describe('systemd-analyze verify', () => {
+  it('prints nothing for the three units in a baked image root', (t) => {
+    if (!requireCommands(t, 'systemd-analyze', 'systemctl', 'dash') || !requireFile(t, bundleBuilt(), 'no dist/cartridge-agent.js: run npm run build')) return;
+    const { root, cleanup } = makeImageRoot({ systemdUnits: true });
+    t.after(cleanup);
+    const bake = runSh(BAKE, ['--root', root]);
+    assert.equal(bake.code, 0, bake.err);
+    for (const unit of UNITS) {
+      const r = analyze(['verify', `--root=${root}`, unit]);
+      assert.equal(r.out, '', `systemd-analyze verify ${unit}:\n${r.out}`);
+      assert.equal(r.code, 0);
+    }
+  });
+
+  it('control: a broken unit and a missing ExecStart binary are reported', (t) => {
+    if (!requireCommands(t, 'systemd-analyze', 'systemctl', 'dash') || !requireFile(t, bundleBuilt(), 'no dist/cartridge-agent.js: run npm run build')) return;
+    const { root, cleanup } = makeImageRoot({ systemdUnits: true, node: false });
+    t.after(cleanup);
+    assert.equal(runSh(BAKE, ['--root', root]).code, 0);
+    const unitFile = path.join(root, 'lib/systemd/system/cartridge-agent-firewall.service');
+    writeFileSync(unitFile, readFileSync(unitFile, 'utf8').replace('[Service]\n', '[Service]\nProtectSystm=strict\n'));
+    const r = analyze(['verify', `--root=${root}`, 'cartridge-agent-firewall.service']);
+    assert.match(r.out, /Unknown key 'ProtectSystm' in section \[Service\]/);
+    assert.match(r.out, /\/usr\/bin\/node is not executable: No such file or directory/);
+  });
+});
+
+describe('systemd-analyze security --offline=yes', () => {
+  for (const unit of UNITS) {
+    it(`${unit}: overall exposure at most ${MAX_EXPOSURE}`, (t) => {
+      if (!requireCommands(t, 'systemd-analyze')) return;
+      const r = analyze(['security', '--offline=yes', path.join(UNIT_SOURCES, unit)]);
+      const exposure = parseExposure(r.out, unit);
+      t.diagnostic(`${unit}: exposure ${exposure}`);
+      assert.ok(exposure <= MAX_EXPOSURE, `${unit}: exposure ${exposure} > ${MAX_EXPOSURE}:\n${r.out}`);
+    });
+  }
+
+  it('control: an unhardened unit scores far above the limit (the figure is really parsed)', (t) => {
+    if (!requireCommands(t, 'systemd-analyze')) return;
+    const { dir, cleanup } = tempDir('ca-unit-');
+    t.after(cleanup);
+    const unit = path.join(dir, 'plain.service');
+    writeFileSync(unit, '[Service]\nExecStart=/bin/true\n');
+    const exposure = parseExposure(analyze(['security', '--offline=yes', unit]).out, 'plain.service');
+    assert.ok(exposure > 9, `an unhardened service should be ~9.6, got ${exposure}`);
+  });
+});
+
+describe('unit contracts other parts rely on', () => {
+  const agent = readFileSync(path.join(UNIT_SOURCES, 'cartridge-agent.service'), 'utf8');
+  const lines = agent.split('\n');
+  const has = (line: string) => assert.ok(lines.includes(line), `cartridge-agent.service lacks "${line}"`);
+
+  it('notify, watchdog, restarts, preserved runtime dir, code cache, node flags on the ExecStart line', () => {
+    has('Type=notify');
+    has('NotifyAccess=all'); // systemd-notify is a child process (agent/src/systemd/notify.ts)
+    has('RuntimeDirectoryPreserve=yes'); // dependent units read /run/cartridge-agent/payload.env
+    has('Environment=CARTRIDGE_AGENT_CODE_CACHE=%C/cartridge-agent');
+    has('CacheDirectory=cartridge-agent');
+    has('Restart=on-failure');
+    has('StartLimitIntervalSec=0');
+    // The bench reads the node flags from this line.
+    has('ExecStart=/usr/bin/node --max-semi-space-size=1 /usr/lib/cartridge-agent/cartridge-agent.js run');
+    assert.ok(!/^MemoryDenyWriteExecute=yes/m.test(agent), "V8's JIT needs W+X memory");
+    const watchdog = /^WatchdogSec=(\d+)s$/m.exec(agent);
+    assert.ok(watchdog && Number(watchdog[1]) >= 20, 'WatchdogSec must leave the agent room (it pings at half)');
+  });
+
+  it('the firewall restore runs before the network on every boot', () => {
+    const fw = readFileSync(path.join(UNIT_SOURCES, 'cartridge-agent-firewall.service'), 'utf8').split('\n');
+    for (const line of ['DefaultDependencies=no', 'Before=network-pre.target shutdown.target', 'Wants=network-pre.target', 'WantedBy=sysinit.target',
+      'ExecStart=/usr/bin/node /usr/lib/cartridge-agent/cartridge-agent.js firewall restore', 'RemainAfterExit=yes']) {
+      assert.ok(fw.includes(line), `cartridge-agent-firewall.service lacks "${line}"`);
+    }
+    assert.ok(lines.some((l) => l.startsWith('After=') && l.includes('cartridge-agent-firewall.service') && l.includes('cartridge-agent-seed.service')));
+  });
+});
