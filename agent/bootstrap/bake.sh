@@ -262,7 +262,8 @@ $stage || mkdir_in /etc/profile.d 0755
 
 # ---- a running instance -----------------------------------------------------------------------
 live=false
-if [ "$root" = / ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+in_chroot() { command -v systemd-detect-virt >/dev/null 2>&1 && systemd-detect-virt --quiet --chroot; }
+if [ "$root" = / ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 && ! in_chroot; then
   live=true
   systemctl daemon-reload || warn "systemctl daemon-reload failed"
 fi
