@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { parseConfig } from '../../agent/src/config';
 import { requireCommands, requireFile } from '../helpers/env';
 import { BAKE, UNITS, UNIT_SOURCES, bundleBuilt, makeImageRoot, runSh, tempDir } from '../fixtures/packaging/image';
 
@@ -100,6 +101,11 @@ describe('unit contracts other parts rely on', () => {
     assert.ok(!/^MemoryDenyWriteExecute=yes/m.test(agent), "V8's JIT needs W+X memory");
     const watchdog = /^WatchdogSec=(\d+)s$/m.exec(agent);
     assert.ok(watchdog && Number(watchdog[1]) >= 20, 'WatchdogSec must leave the agent room (it pings at half)');
+    // systemd must not kill a start that is still within the agent's own default deadlines.
+    const startTimeout = /^TimeoutStartSec=(\d+)min$/m.exec(agent);
+    const defaults = parseConfig({});
+    const needed = defaults.sources.waitSeconds + defaults.payload.fetch.deadlineSeconds + defaults.firewall.guard.timeoutMs / 1000;
+    assert.ok(startTimeout && Number(startTimeout[1]) * 60 >= needed + 30, `TimeoutStartSec must exceed ${needed} s of default waiting`);
   });
 
   it('the firewall restore runs before the network on every boot', () => {
