@@ -33,15 +33,17 @@ export interface AttemptResult {
   contentType: string | undefined;
 }
 
-/** A failed attempt. `terminal`: this URL will not get better by asking again. */
-/** Attempts cut short by the overall deadline say so with this prefix (see fetch.ts lastError). */
-export const DEADLINE_CUT = 'the deadline passed';
+/** How an attempt cut short by the overall deadline says so (AttemptError.cutByDeadline marks it). */
+const DEADLINE_CUT = 'the deadline passed';
 
+/** A failed attempt. `terminal`: this URL will not get better by asking again. */
 export class AttemptError extends Error {
   constructor(
     message: string,
     readonly terminal: boolean,
     readonly retryAfterMs?: number,
+    /** The overall deadline, not the server, ended this attempt: it says nothing about why earlier ones failed. */
+    readonly cutByDeadline = false,
   ) {
     super(message);
   }
@@ -86,10 +88,12 @@ function headerString(value: unknown): string | undefined {
 export async function fetchOnce(url: string, opts: AttemptOptions): Promise<AttemptResult> {
   const controller = new AbortController();
   let abortReason: string | undefined;
+  let abortedByDeadline = false;
   let body: Readable | undefined;
-  const abort = (why: string): void => {
+  const abort = (why: string, byDeadline = false): void => {
     if (abortReason !== undefined) return;
     abortReason = why;
+    abortedByDeadline = byDeadline;
     controller.abort();
     body?.destroy(new Error(why));
   };
@@ -99,10 +103,10 @@ export async function fetchOnce(url: string, opts: AttemptOptions): Promise<Atte
   const left = Math.max(0, opts.deadlineAt - opts.now());
   const connectTimer = opts.connectTimeoutMs <= left
     ? setTimeout(() => abort(`no connection within ${opts.connectTimeoutMs} ms (payload.fetch.connectTimeoutMs)`), opts.connectTimeoutMs)
-    : setTimeout(() => abort(`${DEADLINE_CUT} while connecting`), left);
+    : setTimeout(() => abort(`${DEADLINE_CUT} while connecting`, true), left);
   const requestTimer = opts.requestTimeoutMs <= left
     ? setTimeout(() => abort(`no complete response within ${opts.requestTimeoutMs} ms (payload.fetch.requestTimeoutMs)`), opts.requestTimeoutMs)
-    : setTimeout(() => abort(`${DEADLINE_CUT} while waiting for the response`), left);
+    : setTimeout(() => abort(`${DEADLINE_CUT} while waiting for the response`, true), left);
   const agents = watchedAgents(opts.caPem, () => clearTimeout(connectTimer));
   let downgrade = false;
   try {
@@ -150,7 +154,7 @@ export async function fetchOnce(url: string, opts: AttemptOptions): Promise<Atte
     return { bytes, contentType: headerString(res.headers['content-type']) };
   } catch (err) {
     if (err instanceof PayloadError) throw err;
-    if (abortReason !== undefined) throw new AttemptError(abortReason, false);
+    if (abortReason !== undefined) throw new AttemptError(abortReason, false, undefined, abortedByDeadline);
     if (err instanceof AttemptError) throw err;
     if (downgrade) throw new AttemptError('redirected from https to http; refused', true);
     const e = err as Error & { code?: string };

@@ -21,7 +21,7 @@ import type { Logger } from '../log';
 import { PAYLOAD_USER_AGENT } from '../protocol/payload-http';
 import { redactUrl } from '../redact';
 import { backoffDelayMs } from './backoff';
-import { AttemptError, DEADLINE_CUT, fetchOnce } from './fetch-attempt';
+import { AttemptError, fetchOnce } from './fetch-attempt';
 
 export interface FetchPayloadOptions {
   /** payload.maxBytes */
@@ -119,7 +119,7 @@ export async function fetchPayload(urls: readonly string[], opts: FetchPayloadOp
         const failure = err instanceof AttemptError ? err : new AttemptError(redactUrl(String((err as Error)?.message ?? err)), false);
         // An attempt the deadline cut short says nothing about why the earlier ones failed
         // (a bad certificate, a 503): keep the informative error for the final message.
-        if (!failure.message.startsWith(DEADLINE_CUT) || attempts === 1) lastError = `${redactUrl(url)}: ${failure.message}`;
+        if (!failure.cutByDeadline || attempts === 1) lastError = `${redactUrl(url)}: ${failure.message}`;
         log.warn({ url: redactUrl(url), attempt: attempts, err: failure.message, terminal: failure.terminal }, 'payload fetch failed');
         if (failure.terminal) {
           active.splice(active.indexOf(url), 1);
