@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { buildBirth, buildEvent, buildOffline, WireFormatError, type MemberId } from '../../agent/src/protocol/mqtt';
+import { buildBirth, buildEvent, buildOffline, parseHealthReport, WireFormatError, type MemberId } from '../../agent/src/protocol/mqtt';
 import { FleetBook, firewallSummary } from '../../controller-stub/src/fleet/book';
-import { parseHealthReport } from '../../controller-stub/src/fleet/health-wire';
 import { deafTotal, initialLink, judging, linkDown, linkUp } from '../../controller-stub/src/fleet/state';
 import { healthReport, port } from '../fixtures/controller/fleet-sim';
 

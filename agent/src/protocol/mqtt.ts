@@ -268,6 +268,28 @@ export function parseLifecycleEvent(topic: string, body: Buffer | string): Lifec
   return obj as unknown as LifecycleEvent;
 }
 
+const isNumber = (x: unknown): boolean => typeof x === 'number' && Number.isFinite(x);
+const isObject = (x: unknown): x is Record<string, unknown> => !!x && typeof x === 'object' && !Array.isArray(x);
+
+/**
+ * A health report as the controller receives it. Checks what consumers read (session, seq,
+ * load, mem, listening, firewall) and leaves the rest as sent.
+ */
+export function parseHealthReport(topic: string, body: Buffer | string): HealthReport {
+  const obj = parseObject(topic, body);
+  for (const key of ['session', 'seq', 'ts']) want(topic, obj, key, isCount, 'a non-negative integer');
+  want(topic, obj, 'load', (x) => Array.isArray(x) && x.length === 3 && x.every(isNumber), 'three numbers');
+  want(topic, obj, 'mem', (x) => isObject(x) && isNumber(x.totalB) && isNumber(x.availB), '{ totalB, availB } numbers');
+  want(topic, obj, 'listening', Array.isArray, 'an array');
+  (obj.listening as unknown[]).forEach((p, i) => {
+    if (!isObject(p) || !isCount(p.port) || typeof p.loopback !== 'boolean' || typeof p.allowed !== 'boolean') {
+      throw new WireFormatError(topic, `field "listening[${i}]" must be { port, loopback, allowed }, got ${JSON.stringify(p) ?? 'nothing'}`);
+    }
+  });
+  want(topic, obj, 'firewall', (x) => x === null || (isObject(x) && typeof x.mode === 'string' && isCount(x.ruleCount)), 'null or { mode, backend, ruleCount, ... }', true);
+  return obj as unknown as HealthReport;
+}
+
 /**
  * Does `incoming` supersede what a consumer knows (`current`)? A newer session always wins;
  * within one session an `offline` wins over `online` (shutdown or will ends that session).

@@ -10,4 +10,4 @@ export type { FleetRow, FleetMetrics } from './book';
 export { FleetBook, firewallSummary } from './book';
 export { FleetTracker, type FleetTrackerDeps } from './tracker';
 export { EmbeddedBroker, memberMayPublish, memberMaySubscribe, type EmbeddedBrokerOptions } from './broker';
-export { parseHealthReport } from './health-wire';
+export { parseHealthReport } from '../../../agent/src/protocol/mqtt';

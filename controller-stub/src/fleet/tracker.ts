@@ -13,11 +13,10 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from '../../../agent/src/log';
 import { redactUrl } from '../../../agent/src/redact';
 import {
-  fleetFilter, memberTopics, parseLifecycleEvent, parseMemberTopic, parseStatusMessage, WireFormatError,
+  fleetFilter, memberTopics, parseHealthReport, parseLifecycleEvent, parseMemberTopic, parseStatusMessage, WireFormatError,
   type HealthReport, type LifecycleEvent, type MemberId,
 } from '../../../agent/src/protocol/mqtt';
 import { FleetBook, type FleetMetrics, type FleetRow } from './book';
-import { parseHealthReport } from './health-wire';
 
 export interface FleetTrackerDeps {
   brokerUrl: string;
