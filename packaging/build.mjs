@@ -7,6 +7,7 @@ import { build } from 'esbuild';
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import Module from 'node:module';
 import path from 'node:path';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
@@ -67,7 +68,8 @@ const result = await build({
   define: { __AGENT_VERSION__: JSON.stringify(pkg.version) },
   logLevel: 'warning',
 });
-const agentCode = result.outputFiles[0].text.replace(/^#!.*\n/, '');
+// Wrapped here, not in the loader: the loader compiles the literal as it is (see the loader).
+const agentCode = Module.wrap(result.outputFiles[0].text.replace(/^#!.*\n/, ''));
 const codeId = `${pkg.version}-${createHash('sha256').update(agentCode).digest('hex').slice(0, 12)}`;
 const loader = readFileSync(new URL('./code-cache-loader.cjs', import.meta.url), 'utf8');
 for (const placeholder of ["'@@AGENT_CODE@@'", "'@@AGENT_CODE_ID@@'"]) {

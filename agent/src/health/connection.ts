@@ -212,6 +212,9 @@ export class MqttConnection extends EventEmitter<Events> {
       connectTimeout: this.deps.connectTimeoutMs ?? 10_000,
       queueQoSZero: false,
       resubscribe: false,
+      // mqtt-packet otherwise pre-builds a 2-byte Buffer for each of the 65536 packet ids on
+      // the first packet: ~6.5 MB of heap kept for good, to save one tiny allocation per publish.
+      writeCache: false,
       ...(settings.username !== null ? { username: settings.username } : {}),
       ...(settings.password !== null ? { password: settings.password } : {}),
       ...(settings.protocolVersion === 5 ? { properties: { sessionExpiryInterval: 0 } } : {}),
