@@ -74,7 +74,7 @@ export async function bootOnce(ctx: BootContext): Promise<BootResult> {
     maxKeys: config.payload.maxKeys,
     maxBytes: config.payload.maxBytes,
   });
-  log.info({ keys: payload.vars.size, format: payload.format, digest: payload.digest, via: raw.via }, 'payload accepted');
+  log.info({ variables: payload.vars.size, format: payload.format, digest: payload.digest, via: raw.via }, 'payload accepted');
   // An invalid allowlist refuses the payload before anything is written.
   if (config.firewall.mode !== 'off') buildPolicy(payload.vars, config.firewall);
 

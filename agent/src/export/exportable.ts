@@ -87,7 +87,7 @@ export function assertExportable(vars: ReadonlyMap<string, string>): void {
   if (total > MAX_EXPORT_ENV_BYTES) {
     throw new PayloadError(
       `payload cannot be exported: its ${vars.size} variables take ${total} bytes of process environment, over the ${MAX_EXPORT_ENV_BYTES}-byte limit that keeps programs able to exec`,
-      { keys: vars.size, bytes: total },
+      { variables: vars.size, bytes: total },
     );
   }
 }

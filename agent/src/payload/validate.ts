@@ -117,7 +117,7 @@ function showName(name: string): string {
  */
 export function validateEntries(entries: ReadonlyArray<readonly [string, string]>, opts: ValidateOptions): Map<string, string> {
   if (entries.length > opts.maxKeys) {
-    throw new PayloadError(`payload has ${entries.length} keys, more than the ${opts.maxKeys} allowed by payload.maxKeys`, { keys: entries.length });
+    throw new PayloadError(`payload has ${entries.length} keys, more than the ${opts.maxKeys} allowed by payload.maxKeys`, { variables: entries.length });
   }
   const allowed = new Set(opts.allowNames);
   const problems: string[] = [];
