@@ -17,7 +17,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { requireCommands, requireFile, requireRoot } from '../helpers/env';
+import { hasCommand, requireCommands, requireFile, requireRoot } from '../helpers/env';
 import { NetnsPair, targets } from '../helpers/netns';
 import { Container } from './lib/container';
 import type { MemberView } from '../../controller-stub/src/http';
@@ -55,10 +55,12 @@ let base = '';
 let ready = false;
 const containers: Container[] = [];
 
+const COMMANDS = ['debootstrap', 'systemd-nspawn', 'nsenter', 'ip', 'mosquitto', 'nft'];
+
 function preconditions(t: TestContext): boolean {
   return (
     requireRoot(t) &&
-    requireCommands(t, 'debootstrap', 'systemd-nspawn', 'nsenter', 'ip', 'mosquitto', 'nft') &&
+    requireCommands(t, ...COMMANDS) &&
     requireFile(t, existsSync('dist/cartridge-agent.js') && existsSync('dist/cartridge-controller.js') ? 'dist' : null, 'needs the bundles (npm run build)') &&
     requireFile(t, ready ? 'ready' : null, 'the boot test setup failed (see the before hook)')
   );
@@ -169,7 +171,8 @@ describe('boot test: the baked image under real systemd (systemd-nspawn)', { con
   const rackspace = { member: 'e2e-rackspace', root: '', container: undefined as Container | undefined, session: 0, payload: {} as Record<string, string> };
 
   before(async () => {
-    if (process.getuid?.() !== 0) return;
+    // Without these each test skips (or fails under CI) with the reason, in preconditions().
+    if (process.getuid?.() !== 0 || !COMMANDS.every(hasCommand)) return;
     workDir = mkdtempSync(path.join(WORK_BASE, 'cartridge-e2e-'));
     base = ensureBaseImage((line) => process.stderr.write(`e2e: ${line}\n`));
     pair = NetnsPair.create();
