@@ -11,7 +11,9 @@ import { FetchError, PayloadError } from '../../agent/src/errors';
 import { silentLogger } from '../../agent/src/log';
 import { fetchPayload, type FetchPayloadOptions } from '../../agent/src/payload/fetch';
 import { PAYLOAD_SIGNATURE_HEADER } from '../../agent/src/protocol/payload-http';
-import { closedPort, startServer, type Handler, type TestServer } from '../fixtures/payload/test-server';
+import { startServer, type Handler, type TestServer } from '../helpers/http-server';
+import { closedPort } from '../helpers/net';
+import { captureLog } from '../fixtures/payload/log-capture';
 
 const PAYLOAD = Buffer.from('SERVICE_NAME=php,PORTS=80|443,DB_PASSWORD=hunter2\n');
 
@@ -60,7 +62,7 @@ describe('fetchPayload over http', () => {
     assert.ok(got.bytes.equals(PAYLOAD));
     assert.equal(got.contentType, 'text/plain');
     assert.equal(got.url, `${s.url}/p`);
-    assert.equal(s.requests, 2);
+    assert.equal(s.requests.length, 2);
   });
 
   it('a stalled server: request timeout, retried, then the deadline error', async () => {
@@ -75,8 +77,8 @@ describe('fetchPayload over http', () => {
     );
     const elapsed = Date.now() - started;
     assert.equal(err.terminal, false);
-    assert.ok(s.requests >= 3, `retried: ${s.requests} requests`);
-    assert.equal(err.context.attempts, s.requests);
+    assert.ok(s.requests.length >= 3, `retried: ${s.requests.length} requests`);
+    assert.equal(err.context.attempts, s.requests.length);
     assert.ok(elapsed >= 1000 && elapsed < 2000, `deadline respected: ${elapsed} ms`);
   });
 
@@ -84,7 +86,7 @@ describe('fetchPayload over http', () => {
     const s = await serve((req, res, n) => void setTimeout(() => ok(req, res, n), 400));
     const got = await fetchPayload([`${s.url}/p`], { ...base, connectTimeoutMs: 100, requestTimeoutMs: 2000 });
     assert.ok(got.bytes.equals(PAYLOAD));
-    assert.equal(s.requests, 1);
+    assert.equal(s.requests.length, 1);
   });
 
   it('a truncated body (Content-Length larger than sent) is retried', async () => {
@@ -96,7 +98,7 @@ describe('fetchPayload over http', () => {
     });
     const got = await fetchPayload([`${s.url}/p`], base);
     assert.ok(got.bytes.equals(PAYLOAD));
-    assert.equal(s.requests, 2);
+    assert.equal(s.requests.length, 2);
   });
 
   it('a body that is always truncated ends in a FetchError naming it', async () => {
@@ -105,12 +107,11 @@ describe('fetchPayload over http', () => {
       res.write(PAYLOAD.subarray(0, 10));
       setTimeout(() => res.socket?.destroy(), 10);
     });
-    const lines: string[] = [];
-    const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
-    const err = await rejects(fetchPayload([`${s.url}/p`], { ...base, deadlineSeconds: 0.5, log }), FetchError, /^gave up fetching the payload after \d+ attempt/);
+    const logged = captureLog();
+    const err = await rejects(fetchPayload([`${s.url}/p`], { ...base, deadlineSeconds: 0.5, log: logged.log }), FetchError, /^gave up fetching the payload after \d+ attempt/);
     assert.equal(err.terminal, false);
-    assert.ok(s.requests >= 2);
-    const failures = lines.map((l) => JSON.parse(l) as { msg: string; err?: string }).filter((r) => r.msg === 'payload fetch failed');
+    assert.ok(s.requests.length >= 2);
+    const failures = logged.failures();
     assert.ok(failures.length >= 2);
     assert.match(failures[0]?.err ?? '', /^connection lost after 10 of 1000 body bytes/);
   });
@@ -123,7 +124,7 @@ describe('fetchPayload over http', () => {
     const started = Date.now();
     await rejects(fetchPayload([`${s.url}/p`], base), PayloadError, /is 10485760 bytes \(Content-Length\), more than the 65536 allowed by payload\.maxBytes/);
     assert.ok(Date.now() - started < 400);
-    assert.equal(s.requests, 1);
+    assert.equal(s.requests.length, 1);
   });
 
   it('too much without Content-Length: reading stops at the cap', async () => {
@@ -146,7 +147,7 @@ describe('fetchPayload over http', () => {
     const started = Date.now();
     await rejects(fetchPayload([`${s.url}/p`], base), PayloadError, /more than the 65536 bytes allowed by payload\.maxBytes; stopped reading/);
     assert.ok(Date.now() - started < 1000);
-    assert.equal(s.requests, 1);
+    assert.equal(s.requests.length, 1);
     await new Promise((r) => setTimeout(r, 50));
     assert.ok(clientGone, 'the agent closed the connection');
     assert.ok(written < 8 * 1024 * 1024, `server could only push ${written} bytes before the agent hung up`);
@@ -159,7 +160,7 @@ describe('fetchPayload over http', () => {
       res.end(bomb);
     });
     await rejects(fetchPayload([`${s.url}/p`], base), PayloadError, /stopped reading/);
-    assert.equal(s.requests, 1);
+    assert.equal(s.requests.length, 1);
   });
 
   it('403: terminal FetchError after exactly one request, URL token redacted', async () => {
@@ -167,21 +168,21 @@ describe('fetchPayload over http', () => {
     const err = await rejects(fetchPayload([`${s.url}/p?token=s3cr3t`], base), FetchError, /^cannot fetch the payload from http:\/\/127\.0\.0\.1:\d+\/p\?token=\[REDACTED\]: HTTP 403 Forbidden \(not retried/);
     assert.equal(err.terminal, true);
     assert.ok(!err.message.includes('s3cr3t'));
-    assert.equal(s.requests, 1);
+    assert.equal(s.requests.length, 1);
   });
 
   it('408 and 503 are retried like 5xx', async () => {
     const s = await serve((req, res, n) => (n === 1 ? res.writeHead(408).end() : n === 2 ? res.writeHead(503).end() : ok(req, res, n)));
     await fetchPayload([`${s.url}/p`], base);
-    assert.equal(s.requests, 3);
+    assert.equal(s.requests.length, 3);
   });
 
   it('429 with Retry-After: 1 waits about a second, then succeeds', async () => {
     const s = await serve((req, res, n) => (n === 1 ? res.writeHead(429, { 'Retry-After': '1' }).end() : ok(req, res, n)));
     const got = await fetchPayload([`${s.url}/p`], base);
     assert.ok(got.bytes.equals(PAYLOAD));
-    assert.equal(s.requests, 2);
-    const waited = (s.times[1] as number) - (s.times[0] as number);
+    assert.equal(s.requests.length, 2);
+    const waited = (s.requests[1]?.at as number) - (s.requests[0]?.at as number);
     assert.ok(waited >= 950 && waited < 1500, `waited ${waited} ms`);
   });
 
@@ -190,7 +191,7 @@ describe('fetchPayload over http', () => {
     const started = Date.now();
     await rejects(fetchPayload([`${s.url}/p`], { ...base, deadlineSeconds: 2 }), FetchError, /server asked to retry after 30 s, past the deadline; last error: .*HTTP 503/);
     assert.ok(Date.now() - started < 500);
-    assert.equal(s.requests, 1);
+    assert.equal(s.requests.length, 1);
   });
 
   it('mirrors are tried in order: refused connection and 404 fall through to the next', async () => {
@@ -199,8 +200,8 @@ describe('fetchPayload over http', () => {
     const good = await serve(ok);
     const got = await fetchPayload([`http://127.0.0.1:${dead}/p`, `${missing.url}/p`, `${good.url}/p`], base);
     assert.equal(got.url, `${good.url}/p`);
-    assert.equal(missing.requests, 1);
-    assert.equal(good.requests, 1);
+    assert.equal(missing.requests.length, 1);
+    assert.equal(good.requests.length, 1);
   });
 
   it('every mirror terminal: terminal FetchError without waiting for the deadline', async () => {
@@ -208,7 +209,7 @@ describe('fetchPayload over http', () => {
     const b = await serve((_req, res) => res.writeHead(410).end());
     const err = await rejects(fetchPayload([`${a.url}/p`, `${b.url}/p`], base), FetchError, /HTTP 410 Gone/);
     assert.equal(err.terminal, true);
-    assert.equal(a.requests + b.requests, 2);
+    assert.equal(a.requests.length + b.requests.length, 2);
   });
 
   it('follows a redirect', async () => {
@@ -232,6 +233,7 @@ describe('fetchPayload over http', () => {
         sleep: async (ms) => {
           delays.push(ms);
           clock += ms;
+          return true;
         },
       }),
       FetchError,
@@ -240,7 +242,7 @@ describe('fetchPayload over http', () => {
     // 0.5 × min(400, 100·2^n): 50, 100, then Retry-After 3 s wins over 200, then capped at 200
     // until the next wait would end past the 4 s deadline (at 3.95 s only 50 ms are left).
     assert.deepEqual(delays, [50, 100, 3000, 200, 200, 200, 200]);
-    assert.equal(s.requests, 8);
+    assert.equal(s.requests.length, 8);
     assert.equal(err.terminal, false);
   });
 
@@ -256,15 +258,27 @@ describe('fetchPayload over http', () => {
     assert.ok(Date.now() - started < 500);
   });
 
+  // The wait is 30 s and the test's limit 10 s: a stop that did not cut the wait short fails here.
+  it('an AbortSignal during the wait between attempts ends the wait and the fetch', { timeout: 10_000 }, async () => {
+    const s = await serve((_req, res) => res.writeHead(500).end());
+    const controller = new AbortController();
+    // Abort just after fetchPayload logs the retry and starts its wait (about 30 s here).
+    const log = pino({ level: 'info' }, { write: (l: string) => void (l.includes('"retrying payload fetch"') && setImmediate(() => controller.abort())) });
+    const slow = { ...base, deadlineSeconds: 120, backoffBaseMs: 60_000, backoffCapMs: 60_000, random: () => 0.5, log, signal: controller.signal };
+    const err = await rejects(fetchPayload([`${s.url}/p`], slow), FetchError, /^payload fetch stopped after 1 attempt\(s\)$/);
+    assert.equal(err.context.stopped, true);
+    assert.equal(err.terminal, false);
+    assert.equal(s.requests.length, 1, 'no attempt after the stop');
+  });
+
   it('logs each attempt with redacted URLs', async () => {
-    const lines: string[] = [];
-    const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
+    const logged = captureLog();
     const s = await serve((req, res, n) => (n === 1 ? res.writeHead(502).end() : ok(req, res, n)));
-    await fetchPayload([`${s.url}/p?token=s3cr3t`], { ...base, log });
-    const records = lines.map((l) => JSON.parse(l) as { msg: string; url?: string; attempt?: number });
+    await fetchPayload([`${s.url}/p?token=s3cr3t`], { ...base, log: logged.log });
+    const records = logged.records();
     assert.deepEqual(records.filter((r) => r.msg === 'fetching payload').map((r) => r.attempt), [1, 2]);
     assert.ok(records.some((r) => r.msg === 'payload fetch failed' && /HTTP 502/.test(JSON.stringify(r))));
-    assert.ok(!lines.join('').includes('s3cr3t'), 'token never logged');
+    assert.ok(!logged.lines.join('').includes('s3cr3t'), 'token never logged');
     assert.ok(records.every((r) => r.url === undefined || r.url.includes('token=[REDACTED]')));
   });
 });
@@ -287,7 +301,7 @@ describe('fetchPayload with payload.publicKey', () => {
     const other = generateKeyPairSync('ed25519');
     const s = await serve(signedWith(sign(null, PAYLOAD, other.privateKey).toString('base64')));
     await rejects(fetchPayload([`${s.url}/p`], withKey), PayloadError, /X-Cartridge-Signature that does not verify with payload\.publicKey/);
-    assert.equal(s.requests, 1);
+    assert.equal(s.requests.length, 1);
   });
 
   it('a signature over other bytes is refused', async () => {
@@ -298,6 +312,6 @@ describe('fetchPayload with payload.publicKey', () => {
   it('a missing signature is a PayloadError when a key is configured', async () => {
     const s = await serve(signedWith(undefined));
     await rejects(fetchPayload([`${s.url}/p`], withKey), PayloadError, /has no X-Cartridge-Signature header, but payload\.publicKey requires/);
-    assert.equal(s.requests, 1);
+    assert.equal(s.requests.length, 1);
   });
 });

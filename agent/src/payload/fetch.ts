@@ -16,6 +16,7 @@
  *    set, is a PayloadError: the payload itself is refused, and asking again would not change it.
  */
 import type { KeyObject } from 'node:crypto';
+import { abortableSleep } from '../abortable-sleep';
 import { FetchError, PayloadError } from '../errors';
 import type { Logger } from '../log';
 import { PAYLOAD_USER_AGENT } from '../protocol/payload-http';
@@ -43,7 +44,8 @@ export interface FetchPayloadOptions {
   version?: string;
   /** Test seams. */
   now?: () => number;
-  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** Resolves false when `signal` stopped the wait (see abortableSleep). */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<boolean>;
   random?: () => number;
 }
 
@@ -52,21 +54,6 @@ export interface FetchedPayload {
   /** The URL that answered (unredacted: the caller may need it; redact before logging). */
   url: string;
   contentType: string | undefined;
-}
-
-export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new Error('stopped'));
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(new Error('stopped'));
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 function stopped(attempts: number): FetchError {
@@ -145,10 +132,6 @@ export async function fetchPayload(urls: readonly string[], opts: FetchPayloadOp
       );
     }
     log.info({ retryInMs: delay, attempt: attempts }, 'retrying payload fetch');
-    try {
-      await sleep(delay, opts.signal);
-    } catch {
-      throw stopped(attempts);
-    }
+    if (!(await sleep(delay, opts.signal))) throw stopped(attempts);
   }
 }

@@ -3,6 +3,7 @@
  * none has anything yet, keep polling until `sources.waitSeconds` have passed: a personality
  * file may be injected after boot.
  */
+import { abortableSleep } from '../abortable-sleep';
 import type { SourceName } from '../config';
 import { NoPointerError, SourceError } from '../errors';
 import { redactUrl } from '../redact';
@@ -10,7 +11,6 @@ import type { Discovery, PointerSource, SourceContext, SourceResult } from './ty
 import { CloudStackSource } from './cloudstack';
 import { ConfigDriveSource } from './configdrive';
 import { Ec2Source } from './ec2';
-import { sleep } from './metadata-http';
 import { NoCloudSource } from './nocloud';
 import { OpenStackSource } from './openstack';
 import { PersonalitySource } from './personality';
@@ -70,7 +70,7 @@ export async function discoverPointer(
     const left = deadline - Date.now();
     if (left <= 0) throw new NoPointerError(reasons);
     onStatus?.(`waiting for a payload pointer (${Math.ceil(left / 1000)} s left): ${summary}`);
-    if (!(await sleep(Math.min(pollIntervalMs, left), ctx.signal))) {
+    if (!(await abortableSleep(Math.min(pollIntervalMs, left), ctx.signal))) {
       throw new NoPointerError([...reasons, { source: 'discovery', reason: 'stopped before a pointer was found' }]);
     }
   }

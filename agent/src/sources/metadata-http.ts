@@ -9,6 +9,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
 import axios, { type AxiosError } from 'axios';
+import { abortableSleep } from '../abortable-sleep';
 import type { NetworkSourceConfig, SourceName } from '../config';
 import { SourceError } from '../errors';
 import { redactUrl } from '../redact';
@@ -163,22 +164,6 @@ export function attemptsNote(attempts: number): string {
   return attempts > 1 ? ` after ${attempts} attempts` : '';
 }
 
-/** Resolves after `ms`, or early (false) when `signal` aborts. */
-export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 /**
  * One request with `net.retries` retries. Returns the final response (a 5xx that persisted
  * through every retry is returned too, so the caller can say "HTTP 503 after 3 attempts");
@@ -201,7 +186,7 @@ export async function metadataRequest(
       return { status: result.status, body: result.body, attempts: i };
     }
     const delay = Math.min(policy.backoffCapMs, policy.backoffMs * 2 ** (i - 1));
-    if (!(await sleep(delay, signal))) throw new MetadataUnreachableError(req.url, 'aborted (discovery stopped)', i);
+    if (!(await abortableSleep(delay, signal))) throw new MetadataUnreachableError(req.url, 'aborted (discovery stopped)', i);
   }
 }
 
