@@ -10,12 +10,12 @@ import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import pino from 'pino';
 import { FetchError } from '../../agent/src/errors';
 import { silentLogger } from '../../agent/src/log';
 import { fetchPayload, type FetchPayloadOptions } from '../../agent/src/payload/fetch';
 import { hasCommand, requireCommands } from '../helpers/env';
-import { startServer, type TestServer } from '../fixtures/payload/test-server';
+import { startServer, type TestServer } from '../helpers/http-server';
+import { captureLog } from '../fixtures/payload/log-capture';
 
 const PAYLOAD = Buffer.from('SERVICE_NAME=php\n');
 const base: FetchPayloadOptions = {
@@ -77,7 +77,7 @@ describe('fetchPayload over https', () => {
     const s = await httpsServer();
     const got = await fetchPayload([`${s.url}/slow`], { ...base, caPem: pki?.ca, connectTimeoutMs: 150, requestTimeoutMs: 2000 });
     assert.ok(got.bytes.equals(PAYLOAD));
-    assert.equal(s.requests, 1);
+    assert.equal(s.requests.length, 1);
   });
 
   it('fails without the CA, naming the certificate problem', async (t) => {
@@ -90,7 +90,7 @@ describe('fetchPayload over https', () => {
     assert.ok(err instanceof FetchError, String(err));
     assert.equal(err.terminal, false);
     assert.match(err.message, /last error: .*(SELF_SIGNED|self-signed|unable to (get|verify)).*payload\.fetch\.caFile/i);
-    assert.ok(s.requests === 0, 'no request reached the application');
+    assert.ok(s.requests.length === 0, 'no request reached the application');
   });
 
   it('a CA that did not sign the server certificate is refused too', async (t) => {
@@ -122,16 +122,15 @@ describe('connect timeout', () => {
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     const port = (silent.address() as AddressInfo).port;
     try {
-      const lines: string[] = [];
-      const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
+      const logged = captureLog();
       const started = Date.now();
-      const err = await fetchPayload([`https://127.0.0.1:${port}/p`], { ...base, connectTimeoutMs: 200, requestTimeoutMs: 5000, deadlineSeconds: 0.7, log }).then(
+      const err = await fetchPayload([`https://127.0.0.1:${port}/p`], { ...base, connectTimeoutMs: 200, requestTimeoutMs: 5000, deadlineSeconds: 0.7, log: logged.log }).then(
         () => assert.fail('no error'),
         (e: unknown) => e,
       );
       assert.ok(err instanceof FetchError, String(err));
       assert.match(err.message, /^gave up fetching the payload after \d+ attempt\(s\)/);
-      const failures = lines.map((l) => JSON.parse(l) as { msg: string; err?: string }).filter((r) => r.msg === 'payload fetch failed');
+      const failures = logged.failures();
       assert.ok(failures.length >= 2, `${failures.length} attempts`);
       assert.equal(failures[0]?.err, 'no connection within 200 ms (payload.fetch.connectTimeoutMs)');
       assert.ok(Date.now() - started < 1200, 'the request timeout (5 s) did not apply');

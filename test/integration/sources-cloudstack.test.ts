@@ -8,7 +8,7 @@ import { utimes } from 'node:fs/promises';
 import { test } from 'node:test';
 import { CloudStackSource, findVirtualRouter } from '../../agent/src/sources/cloudstack';
 import { makeContext, tempRoot, writeInRoot } from '../fixtures/sources/context';
-import { send, startServer } from '../fixtures/sources/http-server';
+import { send, startServer } from '../helpers/http-server';
 
 const USER_DATA = 'KEY=value\n';
 const INSTANCE_ID = '6f3e5d62-cs-vm';
@@ -78,8 +78,8 @@ test('cloudstack: config baseUrl overrides the lease lookup; 404 user-data is ab
   t.after(cleanup);
   const vr = await startVr(404);
   t.after(() => vr.close());
-  const ctx = makeContext({ root, config: { sources: { cloudstack: { ...net, baseUrl: vr.baseUrl } } } });
+  const ctx = makeContext({ root, config: { sources: { cloudstack: { ...net, baseUrl: vr.url } } } });
   const r = await new CloudStackSource({ retryPolicy: FAST }).probe(ctx);
-  assert.deepEqual(r, { status: 'absent', reason: `no user data at ${vr.baseUrl}/latest/user-data (404)` });
+  assert.deepEqual(r, { status: 'absent', reason: `no user data at ${vr.url}/latest/user-data (404)` });
   assert.deepEqual(vr.requests.map((q) => q.url), ['/latest/user-data']);
 });

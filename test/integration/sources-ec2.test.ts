@@ -12,7 +12,8 @@ import type { SourceResult } from '../../agent/src/sources/types';
 import { requireCommands } from '../helpers/env';
 import { startBlackhole } from '../fixtures/sources/blackhole';
 import { makeContext } from '../fixtures/sources/context';
-import { closedPort, send, startServer, type RecordedRequest } from '../fixtures/sources/http-server';
+import { send, startServer, type RecordedRequest } from '../helpers/http-server';
+import { closedPort } from '../helpers/net';
 
 const USER_DATA = '#include\nhttps://ctl.example/payload/i-0abc?token=t0k\n';
 const INSTANCE_ID = 'i-0123456789abcdef0';
@@ -73,10 +74,10 @@ function assertFound(r: SourceResult): asserts r is Extract<SourceResult, { stat
 test('token PUT carries the configured TTL; GETs carry the token; user data and instance id found', async (t) => {
   const imds = await startImds();
   t.after(() => imds.close());
-  const r = await new Ec2Source(FAST).probe(ctxFor(imds.baseUrl, { tokenTtlSeconds: 300 }));
+  const r = await new Ec2Source(FAST).probe(ctxFor(imds.url, { tokenTtlSeconds: 300 }));
   assertFound(r);
   assert.equal(r.discovery.instanceId, INSTANCE_ID);
-  assert.equal(r.discovery.origin, `${imds.baseUrl}/latest/user-data`);
+  assert.equal(r.discovery.origin, `${imds.url}/latest/user-data`);
   assert.ok(r.discovery.content.kind === 'userdata');
   assert.equal(r.discovery.content.bytes.toString('utf8'), USER_DATA);
   const [put] = puts(imds.requests);
@@ -90,7 +91,7 @@ test('token PUT carries the configured TTL; GETs carry the token; user data and 
 test('401 on a GET refreshes the token once and retries', async (t) => {
   const imds = await startImds({ expireFirstToken: true });
   t.after(() => imds.close());
-  const r = await new Ec2Source(FAST).probe(ctxFor(imds.baseUrl));
+  const r = await new Ec2Source(FAST).probe(ctxFor(imds.url));
   assertFound(r);
   assert.equal(r.discovery.instanceId, INSTANCE_ID);
   assert.equal(puts(imds.requests).length, 2);
@@ -101,23 +102,23 @@ test('401 on a GET refreshes the token once and retries', async (t) => {
 test('403 on the token PUT: absent, metadata service disabled, no retries, no GETs', async (t) => {
   const imds = await startImds({ tokenStatus: 403 });
   t.after(() => imds.close());
-  const r = await new Ec2Source(FAST).probe(ctxFor(imds.baseUrl));
-  assert.deepEqual(r, { status: 'absent', reason: `IMDSv2 token refused (403): metadata service disabled at ${imds.baseUrl}` });
+  const r = await new Ec2Source(FAST).probe(ctxFor(imds.url));
+  assert.deepEqual(r, { status: 'absent', reason: `IMDSv2 token refused (403): metadata service disabled at ${imds.url}` });
   assert.equal(imds.requests.length, 1);
 });
 
 test('404 on user-data: absent, the instance has none', async (t) => {
   const imds = await startImds({ userData: 404 });
   t.after(() => imds.close());
-  const r = await new Ec2Source(FAST).probe(ctxFor(imds.baseUrl));
-  assert.deepEqual(r, { status: 'absent', reason: `no user data at ${imds.baseUrl}/latest/user-data (404)` });
+  const r = await new Ec2Source(FAST).probe(ctxFor(imds.url));
+  assert.deepEqual(r, { status: 'absent', reason: `no user data at ${imds.url}/latest/user-data (404)` });
   assert.equal(gets(imds.requests, '/latest/user-data').length, 1, '404 is not retried');
 });
 
 test('500 then 200: retried and found', async (t) => {
   const imds = await startImds({ userDataFailures: 2 });
   t.after(() => imds.close());
-  const r = await new Ec2Source(FAST).probe(ctxFor(imds.baseUrl, { retries: 2 }));
+  const r = await new Ec2Source(FAST).probe(ctxFor(imds.url, { retries: 2 }));
   assertFound(r);
   assert.equal(gets(imds.requests, '/latest/user-data').length, 3);
 });
@@ -125,8 +126,8 @@ test('500 then 200: retried and found', async (t) => {
 test('500 beyond the retries: absent saying how often it tried', async (t) => {
   const imds = await startImds({ userDataFailures: 10 });
   t.after(() => imds.close());
-  const r = await new Ec2Source(FAST).probe(ctxFor(imds.baseUrl, { retries: 1 }));
-  assert.deepEqual(r, { status: 'absent', reason: `${imds.baseUrl}/latest/user-data answered HTTP 500 after 2 attempts` });
+  const r = await new Ec2Source(FAST).probe(ctxFor(imds.url, { retries: 1 }));
+  assert.deepEqual(r, { status: 'absent', reason: `${imds.url}/latest/user-data answered HTTP 500 after 2 attempts` });
   assert.equal(gets(imds.requests, '/latest/user-data').length, 2);
 });
 
@@ -134,11 +135,11 @@ test('a server that accepts but never answers times out within the configured li
   const stall = await startServer(() => undefined);
   t.after(() => stall.close());
   const started = Date.now();
-  const r = await new Ec2Source(FAST).probe(ctxFor(stall.baseUrl, { requestTimeoutMs: 300, retries: 1 }));
+  const r = await new Ec2Source(FAST).probe(ctxFor(stall.url, { requestTimeoutMs: 300, retries: 1 }));
   const elapsed = Date.now() - started;
   assert.deepEqual(r, {
     status: 'absent',
-    reason: `IMDS unreachable: ${stall.baseUrl}/latest/api/token: no complete answer within 300 ms (2 attempts)`,
+    reason: `IMDS unreachable: ${stall.url}/latest/api/token: no complete answer within 300 ms (2 attempts)`,
   });
   assert.equal(stall.requests.length, 2);
   assert.ok(elapsed >= 600 && elapsed < 1_500, `elapsed ${elapsed} ms`);
@@ -167,15 +168,15 @@ test('no TCP handshake: the connect timeout fires, not the request timeout', asy
 test('user data over payload.maxUserDataBytes is a SourceError', async (t) => {
   const imds = await startImds({ userData: 'x'.repeat(5_000) });
   t.after(() => imds.close());
-  await assert.rejects(new Ec2Source(FAST).probe(ctxFor(imds.baseUrl, {}, { payload: { maxUserDataBytes: 4_096 } })), (err: unknown) =>
-    err instanceof SourceError && err.where === `${imds.baseUrl}/latest/user-data` && /larger than 4096 bytes/.test(err.message));
+  await assert.rejects(new Ec2Source(FAST).probe(ctxFor(imds.url, {}, { payload: { maxUserDataBytes: 4_096 } })), (err: unknown) =>
+    err instanceof SourceError && err.where === `${imds.url}/latest/user-data` && /larger than 4096 bytes/.test(err.message));
 });
 
 test('a discovery stop (signal) ends a stalled probe at once', async (t) => {
   const stall = await startServer(() => undefined);
   t.after(() => stall.close());
   const ac = new AbortController();
-  const ctx = makeContext({ config: { sources: { ec2: { baseUrl: stall.baseUrl, requestTimeoutMs: 10_000 } } }, signal: ac.signal });
+  const ctx = makeContext({ config: { sources: { ec2: { baseUrl: stall.url, requestTimeoutMs: 10_000 } } }, signal: ac.signal });
   setTimeout(() => ac.abort(), 100);
   const started = Date.now();
   const r = await new Ec2Source(FAST).probe(ctx);

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { SourceError } from '../../agent/src/errors';
 import { OpenStackSource } from '../../agent/src/sources/openstack';
 import { makeContext } from '../fixtures/sources/context';
-import { send, startServer } from '../fixtures/sources/http-server';
+import { send, startServer } from '../helpers/http-server';
 
 const UUID = 'd8e02d56-2648-49a3-bf97-6be8f1204f38';
 const USER_DATA = 'https://ctl.example/payload/os-1\n';
@@ -26,10 +26,10 @@ const ctxFor = (baseUrl: string, retries = 1) =>
 test('openstack: uuid from meta_data.json, user_data as user data', async (t) => {
   const md = await startMetadata();
   t.after(() => md.close());
-  const r = await new OpenStackSource(FAST).probe(ctxFor(md.baseUrl));
+  const r = await new OpenStackSource(FAST).probe(ctxFor(md.url));
   assert.ok(r.status === 'found', JSON.stringify(r));
   assert.equal(r.discovery.instanceId, UUID);
-  assert.equal(r.discovery.origin, `${md.baseUrl}/openstack/latest/user_data`);
+  assert.equal(r.discovery.origin, `${md.url}/openstack/latest/user_data`);
   assert.ok(r.discovery.content.kind === 'userdata');
   assert.equal(r.discovery.content.bytes.toString('utf8'), USER_DATA);
   assert.deepEqual(md.requests.map((q) => q.url), ['/openstack/latest/meta_data.json', '/openstack/latest/user_data']);
@@ -38,28 +38,28 @@ test('openstack: uuid from meta_data.json, user_data as user data', async (t) =>
 test('openstack: 404 user_data means none', async (t) => {
   const md = await startMetadata({ userData: 404 });
   t.after(() => md.close());
-  const r = await new OpenStackSource(FAST).probe(ctxFor(md.baseUrl));
-  assert.deepEqual(r, { status: 'absent', reason: `no user data at ${md.baseUrl}/openstack/latest/user_data (404)` });
+  const r = await new OpenStackSource(FAST).probe(ctxFor(md.url));
+  assert.deepEqual(r, { status: 'absent', reason: `no user data at ${md.url}/openstack/latest/user_data (404)` });
 });
 
 test('openstack: no OpenStack tree (404 meta_data.json) is absent', async (t) => {
   const md = await startMetadata({ meta: 404 });
   t.after(() => md.close());
-  const r = await new OpenStackSource(FAST).probe(ctxFor(md.baseUrl));
-  assert.deepEqual(r, { status: 'absent', reason: `no OpenStack metadata at ${md.baseUrl}/openstack/latest/meta_data.json (404)` });
+  const r = await new OpenStackSource(FAST).probe(ctxFor(md.url));
+  assert.deepEqual(r, { status: 'absent', reason: `no OpenStack metadata at ${md.url}/openstack/latest/meta_data.json (404)` });
 });
 
 test('openstack: meta_data.json that is not JSON is a SourceError', async (t) => {
   const md = await startMetadata({ meta: '<html>captive portal</html>' });
   t.after(() => md.close());
-  await assert.rejects(new OpenStackSource(FAST).probe(ctxFor(md.baseUrl)), (err: unknown) =>
-    err instanceof SourceError && err.where === `${md.baseUrl}/openstack/latest/meta_data.json` && /not valid JSON/.test(err.message));
+  await assert.rejects(new OpenStackSource(FAST).probe(ctxFor(md.url)), (err: unknown) =>
+    err instanceof SourceError && err.where === `${md.url}/openstack/latest/meta_data.json` && /not valid JSON/.test(err.message));
 });
 
 test('openstack: persistent 503 is absent after retries', async (t) => {
   const md = await startMetadata({ meta: 503 });
   t.after(() => md.close());
-  const r = await new OpenStackSource(FAST).probe(ctxFor(md.baseUrl, 2));
-  assert.deepEqual(r, { status: 'absent', reason: `${md.baseUrl}/openstack/latest/meta_data.json answered HTTP 503 after 3 attempts` });
+  const r = await new OpenStackSource(FAST).probe(ctxFor(md.url, 2));
+  assert.deepEqual(r, { status: 'absent', reason: `${md.url}/openstack/latest/meta_data.json answered HTTP 503 after 3 attempts` });
   assert.equal(md.requests.length, 3);
 });
