@@ -97,8 +97,10 @@ describe('unit contracts other parts rely on', () => {
     has('Restart=on-failure');
     has('StartLimitIntervalSec=0');
     // The bench reads the node flags from this line.
-    has('ExecStart=/usr/bin/node --max-semi-space-size=1 /usr/lib/cartridge-agent/cartridge-agent.js run');
-    assert.ok(!/^MemoryDenyWriteExecute=yes/m.test(agent), "V8's JIT needs W+X memory");
+    has('ExecStart=/usr/bin/node --max-semi-space-size=1 --jitless --no-expose-wasm /usr/lib/cartridge-agent/cartridge-agent.js run');
+    has('Environment=MALLOC_MMAP_THRESHOLD_=131072');
+    // Hooks inherit the sandbox: a hook starting a JIT runtime would crash under it.
+    assert.ok(!/^MemoryDenyWriteExecute=yes/m.test(agent), 'hooks may be JIT runtimes (they need W+X memory)');
     const watchdog = /^WatchdogSec=(\d+)s$/m.exec(agent);
     assert.ok(watchdog && Number(watchdog[1]) >= 20, 'WatchdogSec must leave the agent room (it pings at half)');
     // systemd must not kill a start that is still within the agent's own default deadlines.

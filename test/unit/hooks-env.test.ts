@@ -33,7 +33,7 @@ test('orderHookNames: dotfiles, editor backups and package-manager leftovers are
 });
 
 test('buildHookEnv: agent env < payload < CARTRIDGE_EVENT and extras; systemd plumbing removed', () => {
-  const base = { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8', APP_MODE: 'agent', NOTIFY_SOCKET: '/run/systemd/notify', WATCHDOG_USEC: '30000000', WATCHDOG_PID: '1', LISTEN_FDS: '1', UNSET: undefined };
+  const base = { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8', APP_MODE: 'agent', NOTIFY_SOCKET: '/run/systemd/notify', WATCHDOG_USEC: '30000000', WATCHDOG_PID: '1', LISTEN_FDS: '1', MALLOC_MMAP_THRESHOLD_: '131072', UNSET: undefined };
   const payload = new Map([
     ['APP_MODE', 'payload'],
     ['QUOTED', `it's "quoted" $HOME \`x\`\nline2`],

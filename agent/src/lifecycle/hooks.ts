@@ -30,8 +30,8 @@ export type { HookResult } from './hook-process';
 export const HOOK_EVENTS = ['started', 'activated', 'ready-to-shutdown', 'maintenance', 'fault'] as const;
 export type HookEvent = (typeof HOOK_EVENTS)[number];
 
-/** The agent's systemd plumbing; not for hooks. */
-const AGENT_ONLY_ENV = new Set(['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'LISTEN_FDS', 'LISTEN_PID', 'LISTEN_FDNAMES']);
+/** The agent's systemd plumbing and its unit's malloc tuning; not for hooks. */
+const AGENT_ONLY_ENV = new Set(['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'LISTEN_FDS', 'LISTEN_PID', 'LISTEN_FDNAMES', 'MALLOC_MMAP_THRESHOLD_']);
 const EXTRA_NAME = /^CARTRIDGE_[A-Z0-9_]+$/;
 const DEFAULT_GRACE_MS = 5_000;
 const DEFAULT_MAX_LINES = 500;
