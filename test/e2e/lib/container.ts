@@ -73,12 +73,6 @@ export class Container {
     return r.out;
   }
 
-  /** Wait until systemd has finished booting; returns is-system-running's answer. */
-  async waitBooted(timeoutMs = 90_000): Promise<string> {
-    const r = await this.exec('systemctl', ['is-system-running', '--wait'], timeoutMs);
-    return r.out.trim();
-  }
-
   async unitProperties(unit: string, names: string[]): Promise<Record<string, string>> {
     const out = await this.sh(`systemctl show ${unit} ${names.map((n) => `-p ${n}`).join(' ')}`);
     const props: Record<string, string> = {};
@@ -116,18 +110,26 @@ export class Container {
     const result = await Promise.race([this.exited, timedOut]);
     clearTimeout(timer);
     if (result === 'timeout') {
-      this.nspawn.kill('SIGKILL');
+      await this.destroy();
       throw new Error(`the container did not power off within ${timeoutMs} ms`);
     }
     return result;
   }
 
-  /** Cleanup: kill nspawn (and so the container) if it is still running. */
+  /**
+   * Cleanup after a failed test: kill the container's init first — that ends its whole PID
+   * namespace; killing only nspawn would leave the container running, orphaned.
+   */
   async destroy(): Promise<void> {
-    if (this.nspawn.exitCode === null && this.nspawn.signalCode === null) {
-      this.nspawn.kill('SIGKILL');
-      await this.exited;
+    if (this.nspawn.exitCode !== null || this.nspawn.signalCode !== null) return;
+    try {
+      process.kill(this.initPid, 'SIGKILL');
+    } catch {
+      // already gone
     }
+    const timer = setTimeout(() => this.nspawn.kill('SIGKILL'), 10_000);
+    await this.exited;
+    clearTimeout(timer);
   }
 }
 
