@@ -7,7 +7,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 export const IMAGE_SPEC = {
@@ -53,6 +53,13 @@ export function ensureBaseImage(log: (line: string) => void = () => {}): string 
   writeFileSync(path.join(tmp, '.cartridge-e2e-spec.json'), JSON.stringify(IMAGE_SPEC, null, 2));
   renameSync(tmp, dir);
   log(`image built in ${Math.round((Date.now() - started) / 1000)} s`);
+  // Images for older package lists are never used again: do not let them pile up.
+  for (const name of readdirSync(CACHE_DIR)) {
+    if (name.startsWith('debian-') && path.join(CACHE_DIR, name) !== dir) {
+      log(`removing the outdated image ${name}`);
+      rmSync(path.join(CACHE_DIR, name), { recursive: true, force: true });
+    }
+  }
   return dir;
 }
 
