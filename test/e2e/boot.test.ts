@@ -19,6 +19,7 @@ import path from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { hasCommand, requireCommands, requireFile, requireRoot } from '../helpers/env';
 import { NetnsPair, targets } from '../helpers/netns';
+import { waitFor } from '../helpers/wait';
 import { Container } from './lib/container';
 import type { MemberView } from '../../controller-stub/src/http';
 import { ControllerSide } from './lib/controller-side';
@@ -29,7 +30,6 @@ import {
 
 const CLUSTER = 'e2e';
 const WORK_BASE = '/var/tmp';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Status { state: string; session: number; cause?: string }
 interface Event { type: string; session: number }
@@ -111,13 +111,14 @@ async function checkAgentStatus(c: Container, source: string, via: string): Prom
 /** The dependent unit saw exactly the payload's values through EnvironmentFile=. */
 async function checkExports(c: Container, payload: Record<string, string>): Promise<void> {
   let text = '';
-  const deadline = Date.now() + 60_000;
-  while (!text) {
+  const written = async () => {
     const r = await c.exec('cat', [APP_REPORT]);
-    if (r.code === 0) text = r.out;
-    else if (Date.now() > deadline) assert.fail(`${APP_UNIT} never wrote ${APP_REPORT}:\n${await c.journal(APP_UNIT)}`);
-    else await sleep(250);
-  }
+    text = r.code === 0 ? r.out : '';
+    return text !== '';
+  };
+  await waitFor(`${APP_UNIT} to write ${APP_REPORT}`, written, 60_000, () => '', 250).catch(async (err: Error) =>
+    assert.fail(`${err.message}:\n${await c.journal(APP_UNIT)}`),
+  );
   const env = (JSON.parse(text) as { env: Record<string, string> }).env;
   for (const [k, v] of Object.entries(payload)) assert.equal(env[k], v, `${APP_UNIT} saw ${k}=${JSON.stringify(env[k])}, the payload has ${JSON.stringify(v)}`);
 }
@@ -137,7 +138,7 @@ async function checkFirewall(): Promise<void> {
 /** Health reports for `member` arrive at the controller after `since`, and it lists the member ONLINE. */
 async function checkHealthArrives(member: string, since: number): Promise<Status> {
   const ctl = controller as ControllerSide;
-  await ctl.waitFor(() => ctl.seen(`/${member}/health`, since).length >= 2, 30_000, () => `no health reports from ${member} since ${new Date(since).toISOString()}`);
+  await waitFor(`two health reports from ${member} since ${new Date(since).toISOString()}`, () => ctl.seen(`/${member}/health`, since).length >= 2, 30_000);
   const births = ctl.seen<Status>(`/${member}/status`).filter((s) => s.state === 'online');
   assert.ok(births.length > 0, 'no birth (online status) seen');
   // The controller (re)subscribes on its own schedule: wait for its view to include a report.
@@ -151,7 +152,7 @@ async function checkPoweroff(c: Container, member: string, session: number): Pro
   const ctl = controller as ControllerSide;
   const since = Date.now();
   assert.equal(await c.poweroff(), 0, 'the container did not power off cleanly');
-  await ctl.waitFor(() => ctl.seen<Status>(`/${member}/status`, since).some((s) => s.state === 'offline'), 10_000, () => 'no offline status after poweroff');
+  await waitFor('an offline status after poweroff', () => ctl.seen<Status>(`/${member}/status`, since).some((s) => s.state === 'offline'), 10_000);
   const offline = ctl.seen<Status>(`/${member}/status`, since).find((s) => s.state === 'offline') as Status;
   assert.equal(offline.cause, 'shutdown', `offline after poweroff was not a clean shutdown: ${JSON.stringify(offline)}`);
   assert.equal(offline.session, session, 'offline carries the session of the last birth');
@@ -163,7 +164,8 @@ async function checkPoweroff(c: Container, member: string, session: number): Pro
 async function controllerView(member: string, ok: (v: MemberView) => boolean): Promise<MemberView> {
   const ctl = controller as ControllerSide;
   let view: MemberView | undefined;
-  await ctl.waitFor(async () => (view = await ctl.member(CLUSTER, member)) !== undefined && ok(view), 15_000, () => `controller's view of ${member}: ${JSON.stringify(view)}`);
+  const accepted = async () => (view = await ctl.member(CLUSTER, member)) !== undefined && ok(view);
+  await waitFor(`the controller's view of ${member}`, accepted, 15_000, () => JSON.stringify(view), 200);
   return view as MemberView;
 }
 
@@ -176,7 +178,7 @@ describe('boot test: the baked image under real systemd (systemd-nspawn)', { con
     workDir = mkdtempSync(path.join(WORK_BASE, 'cartridge-e2e-'));
     base = ensureBaseImage((line) => process.stderr.write(`e2e: ${line}\n`));
     pair = NetnsPair.create();
-    controller = new ControllerSide(pair.client, pair.clientV4, workDir);
+    controller = new ControllerSide(pair, workDir);
     await controller.start();
     ready = true;
   }, { timeout: 600_000 });
@@ -242,7 +244,8 @@ describe('boot test: the baked image under real systemd (systemd-nspawn)', { con
     await c.sh(`kill -9 ${before.MainPID}`);
     const after = await c.waitUnit(AGENT_UNIT, ['ActiveState', 'MainPID', 'NRestarts'], (p) => p.ActiveState === 'active' && p.MainPID !== before.MainPID && p.MainPID !== '0', 60_000);
     assert.equal(Number(after.NRestarts), Number(before.NRestarts) + 1, 'systemd counted one restart');
-    await ctl.waitFor(
+    await waitFor(
+      'online with a new session',
       () => ctl.seen<Status>(`/${rackspace.member}/status`, since).some((s) => s.state === 'online' && s.session !== rackspace.session),
       30_000,
       () => `statuses since the kill: ${JSON.stringify(ctl.seen(`/${rackspace.member}/status`, since))}`,

@@ -6,9 +6,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { runCommand, type RunResult } from '../../../scripts/lib/fake-instance';
+import { waitFor } from '../../helpers/wait';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface BootOptions {
   root: string;
@@ -83,19 +84,20 @@ export class Container {
     return props;
   }
 
-  /** Poll a unit until `ok` accepts its properties; the last properties on timeout in the error. */
+  /** Poll a unit until `ok` accepts its properties; the last properties and its journal on timeout in the error. */
   async waitUnit(unit: string, names: string[], ok: (p: Record<string, string>) => boolean, timeoutMs: number): Promise<Record<string, string>> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      // Early in boot systemctl may not reach PID 1 yet ("Failed to connect to bus"): keep polling.
-      const props = await this.unitProperties(unit, names).catch((err: Error) => ({ error: err.message }) as Record<string, string>);
-      if (!('error' in props) && ok(props)) return props;
-      if (Date.now() > deadline) {
-        const journal = await this.exec('journalctl', ['-u', unit, '--no-pager', '-n', '40', '-o', 'cat']);
-        throw new Error(`${unit} not as expected after ${timeoutMs} ms: ${JSON.stringify(props)}\njournal:\n${journal.out}`);
-      }
-      await sleep(200);
+    let props: Record<string, string> = {};
+    // Early in boot systemctl may not reach PID 1 yet ("Failed to connect to bus"): keep polling.
+    const accepted = async () => {
+      props = await this.unitProperties(unit, names).catch((err: Error) => ({ error: err.message }));
+      return !('error' in props) && ok(props);
+    };
+    try {
+      await waitFor(unit, accepted, timeoutMs, () => JSON.stringify(props), 200);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\njournal:\n${await this.journal(unit, 40)}`);
     }
+    return props;
   }
 
   journal(unit: string, lines = 60): Promise<string> {

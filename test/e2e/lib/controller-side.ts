@@ -10,8 +10,8 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { MembersResponse, MemberView } from '../../../controller-stub/src/http';
 import { runCommand } from '../../../scripts/lib/fake-instance';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import type { NetnsPair } from '../../helpers/netns';
+import { waitFor } from '../../helpers/wait';
 export const CONTROLLER_BUNDLE = 'dist/cartridge-controller.js';
 export const MQTT_PORT = 1883;
 export const HTTP_PORT = 8088;
@@ -65,13 +65,18 @@ export class ControllerSide {
   private serve?: ChildProcess;
   private observer?: ChildProcess;
 
+  /** Namespace the controller runs in (the pair's client side). */
+  readonly ns: string;
+  /** Its address, as the instance reaches it. */
+  readonly host: string;
+
   constructor(
-    /** Namespace the controller runs in. */
-    readonly ns: string,
-    /** Its address, as the instance reaches it. */
-    readonly host: string,
+    private readonly pair: NetnsPair,
     readonly workDir: string,
-  ) {}
+  ) {
+    this.ns = pair.client;
+    this.host = pair.clientV4;
+  }
 
   get stateDir(): string {
     return path.join(this.workDir, 'controller-state');
@@ -107,7 +112,8 @@ export class ControllerSide {
     writeFileSync(conf, [`listener ${MQTT_PORT} ${this.host}`, 'allow_anonymous true', 'persistence false', 'log_dest stderr', 'log_type error', 'log_type warning', ''].join('\n'));
     const p = inNetns(this.ns, 'mosquitto', ['-c', conf]);
     this.broker = p.child;
-    await this.waitFor(async () => (await this.probe(MQTT_PORT)) === 'open', 10_000, () => `mosquitto did not start in ${this.ns}: ${p.output()}`);
+    const listening = async () => (await this.pair.probeFrom(this.ns, [{ host: this.host, port: MQTT_PORT, proto: 'tcp' }], 500))[0] === 'open';
+    await waitFor(`mosquitto in ${this.ns}`, listening, 10_000, () => p.output(), 100);
   }
 
   private async startServe(): Promise<void> {
@@ -116,7 +122,7 @@ export class ControllerSide {
       '--broker', `mqtt://${this.host}:${MQTT_PORT}`, '--log-level', 'warn',
     ]);
     this.serve = p.child;
-    await this.waitFor(async () => p.output().includes('cartridge-controller serving'), 15_000, () => `the controller stub did not start: ${p.output()}`);
+    await waitFor('the controller stub to serve', () => p.output().includes('cartridge-controller serving'), 15_000, () => p.output(), 100);
   }
 
   /** `cartridge-controller register … --json` (the state dir is shared with the running serve). */
@@ -139,19 +145,5 @@ export class ControllerSide {
     return this.messages
       .filter((m) => m.at >= since && m.topic.endsWith(suffix) && m.text !== '')
       .map((m) => ({ ...(JSON.parse(m.text) as T), at: m.at, retain: m.retain }));
-  }
-
-  async waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, what: () => string): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what()}`);
-      await sleep(200);
-    }
-  }
-
-  private async probe(port: number): Promise<string> {
-    const script = `const s = require('net').connect(${port}, process.argv[1]); s.on('connect', () => { console.log('open'); s.destroy(); }); s.on('error', (e) => console.log(e.code));`;
-    const r = await runCommand('ip', ['netns', 'exec', this.ns, process.execPath, '-e', script, this.host], 5_000);
-    return r.out.trim();
   }
 }

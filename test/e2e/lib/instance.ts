@@ -4,12 +4,11 @@
  * the agent's exports the way a real service does (EnvironmentFile=) and listens on an allowed
  * and a blocked port so the firewall can be probed from outside.
  */
-import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { BAKE, BUNDLE, runSh, writeIn } from '../../fixtures/packaging/image';
 import { copyImage } from './image';
 
-export const BAKE_SCRIPT = 'agent/bootstrap/bake.sh';
 export const AGENT_UNIT = 'cartridge-agent.service';
 export const FIREWALL_UNIT = 'cartridge-agent-firewall.service';
 export const APP_UNIT = 'e2e-app.service';
@@ -43,41 +42,30 @@ ExecStart=/usr/bin/node /opt/e2e-app/app.js
 WantedBy=multi-user.target
 `;
 
-export interface BakeResult {
-  out: string;
-}
-
 /** Copy the base image to `root`, bake the agent in with `config`, add the app unit. */
-export function prepareInstance(base: string, root: string, config: Record<string, unknown>, workDir: string): BakeResult {
+export function prepareInstance(base: string, root: string, config: Record<string, unknown>, workDir: string): void {
   copyImage(base, root);
   const configFile = path.join(workDir, `agent-${path.basename(root)}.json`);
   writeFileSync(configFile, JSON.stringify(config, null, 2));
-  const bake = spawnSync('sh', [BAKE_SCRIPT, '--root', root, '--bundle', 'dist/cartridge-agent.js', '--config', configFile], { encoding: 'utf8' });
-  if (bake.status !== 0) throw new Error(`bake.sh failed (exit ${bake.status}):\n${bake.stdout}${bake.stderr}`);
+  const bake = runSh(BAKE, ['--root', root, '--bundle', BUNDLE, '--config', configFile]);
+  if (bake.code !== 0) throw new Error(`bake.sh failed (exit ${bake.code}):\n${bake.out}${bake.err}`);
 
-  mkdirSync(path.join(root, 'opt/e2e-app'), { recursive: true });
-  writeFileSync(path.join(root, 'opt/e2e-app/app.js'), APP_JS);
-  writeFileSync(path.join(root, 'etc/systemd/system', APP_UNIT), APP_UNIT_TEXT);
+  writeIn(root, '/opt/e2e-app/app.js', APP_JS);
+  writeIn(root, `/etc/systemd/system/${APP_UNIT}`, APP_UNIT_TEXT);
   const wants = path.join(root, 'etc/systemd/system/multi-user.target.wants');
   mkdirSync(wants, { recursive: true });
   symlinkSync(`/etc/systemd/system/${APP_UNIT}`, path.join(wants, APP_UNIT));
   // No console login prompt needed; keeps the console log to what matters.
-  spawnSync('ln', ['-sf', '/dev/null', path.join(root, 'etc/systemd/system/console-getty.service')]);
-  return { out: `${bake.stdout}${bake.stderr}` };
+  symlinkSync('/dev/null', path.join(root, 'etc/systemd/system/console-getty.service'));
 }
 
 /** Rackspace style: the personality file, injected into the image before the first boot. */
 export function writePersonality(root: string, content: string): void {
-  const file = path.join(root, 'etc/cartridge-agent/payload-url');
-  mkdirSync(path.dirname(file), { recursive: true });
-  writeFileSync(file, content);
-  chmodSync(file, 0o600);
+  writeIn(root, '/etc/cartridge-agent/payload-url', content, 0o600);
 }
 
 /** cloud-init style: a NoCloud seed directory in the image. */
 export function writeNoCloudSeed(root: string, userData: string, instanceId: string): void {
-  const dir = path.join(root, 'var/lib/cloud/seed/nocloud');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(path.join(dir, 'user-data'), userData);
-  writeFileSync(path.join(dir, 'meta-data'), `instance-id: ${instanceId}\nlocal-hostname: ${instanceId}\n`);
+  writeIn(root, '/var/lib/cloud/seed/nocloud/user-data', userData);
+  writeIn(root, '/var/lib/cloud/seed/nocloud/meta-data', `instance-id: ${instanceId}\nlocal-hostname: ${instanceId}\n`);
 }
