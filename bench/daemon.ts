@@ -14,7 +14,7 @@
  *
  * BENCH_DAEMON_SECONDS: length of each phase (default 60). BENCH_NODE_FLAGS: node flags to use
  * instead of the unit's; BENCH_UNIT: another unit file to read (both to try a candidate).
- * CARTRIDGE_TEST_NODE18: Debian's Node 18 elsewhere than scripts/debian-node18.sh puts it.
+ * Debian's Node 18 is found as the tests find it (test/helpers/runtimes.ts; bench/run.ts prepares it).
  * Without the unit file: --max-semi-space-size=1, no unit environment, no watchdog.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -23,7 +23,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseConfig } from '../agent/src/config';
 import { AedesBroker } from '../test/fixtures/health/aedes';
+import { startNotifyListener } from '../test/fixtures/systemd/notify-listener';
 import { hasCommand } from '../test/helpers/env';
+import { agentRuntimes } from '../test/helpers/runtimes';
 import { BUNDLE, makeImageRoot, startPayloadServer } from '../scripts/lib/fake-instance';
 import { expandSpecifiers, parseUnitDeployment } from './lib/unit-file';
 
@@ -31,7 +33,6 @@ const SECONDS = Number(process.env.BENCH_DAEMON_SECONDS ?? 60);
 const WARMUP_S = 10;
 const UNIT_FILE = process.env.BENCH_UNIT ?? 'packaging/systemd/cartridge-agent.service';
 const FALLBACK_FLAGS = ['--max-semi-space-size=1'];
-const NOTIFY_LISTENER = 'test/fixtures/systemd/notify-listener.py';
 const TARGET_RSS_MB = 60;
 const TARGET_CPU_PCT = 1;
 const DEFAULT_INTERVAL_S = parseConfig({}).health.intervalSeconds;
@@ -94,27 +95,6 @@ function rssMb(pid: number): Rss {
   return { total: mb('VmRSS'), anon: mb('RssAnon'), file: mb('RssFile') + mb('RssShmem') };
 }
 
-/** The fake systemd notify socket; counts WATCHDOG=1 pings. */
-async function startNotifyListener(dir: string): Promise<{ socket: string; pings: () => number; stop: () => void }> {
-  const socket = path.join(dir, 'notify');
-  const child = spawn('python3', [NOTIFY_LISTENER, socket], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let pings = 0;
-  let buf = '';
-  await new Promise<void>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`${NOTIFY_LISTENER} exited (${code})`)));
-    child.stdout?.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const lines = buf.split('\n');
-      buf = lines.pop() ?? '';
-      for (const line of lines) {
-        if (line === 'LISTENING') resolve();
-        else if (line.includes('WATCHDOG=1')) pings++;
-      }
-    });
-  });
-  return { socket, pings: () => pings, stop: () => child.kill() };
-}
-
 interface PhaseResult {
   rss: Rss;
   cpuPct: number;
@@ -130,7 +110,8 @@ async function phase(node: string, deploy: Deployment, intervalSeconds: number):
   const controller = await startPayloadServer(`SERVICE_NAME=php,MEMBER_ID=m1,MB_URLS=tcp://127.0.0.1:${broker.port},MB_USERNAME=m1,MB_PASSWORD=pw`);
   const image = makeImageRoot(controller.url, { health: { intervalSeconds, protocolVersion: '3.1.1' }, readiness: { enabled: false } });
   symlinkSync('/proc', image.at('/proc'));
-  const notify = deploy.watchdogUsec !== null ? await startNotifyListener(image.root) : null;
+  const notify = deploy.watchdogUsec !== null ? await startNotifyListener(path.join(image.root, 'notify')) : null;
+  const pings = () => notify?.messages.filter((m) => m.msg.includes('WATCHDOG=1')).length ?? 0;
   let reports = 0;
   broker.broker.on('publish', (packet) => {
     if (packet.topic.endsWith('/health')) reports++;
@@ -154,7 +135,7 @@ async function phase(node: string, deploy: Deployment, intervalSeconds: number):
     const t0 = Date.now();
     const c0 = cpuTicks(pid);
     const reports0 = reports;
-    const pings0 = notify?.pings() ?? 0;
+    const pings0 = pings();
     let peak: Rss = { total: 0, anon: 0, file: 0 };
     while (Date.now() - t0 < SECONDS * 1000) {
       alive();
@@ -171,8 +152,8 @@ async function phase(node: string, deploy: Deployment, intervalSeconds: number):
       cpuPct: pct(c1.own - c0.own + c1.children - c0.children),
       childCpuPct: pct(c1.children - c0.children),
       reports: reports - reports0,
-      pings: notify ? notify.pings() - pings0 : null,
-      working: reports > 0 && (notify === null || notify.pings() > 0),
+      pings: notify ? pings() - pings0 : null,
+      working: reports > 0 && (notify === null || pings() > 0),
     };
   } finally {
     child.kill('SIGTERM');
@@ -181,18 +162,6 @@ async function phase(node: string, deploy: Deployment, intervalSeconds: number):
     await controller.close();
     await broker.close();
     image.remove();
-  }
-}
-
-/** Debian 12's Node 18: CARTRIDGE_TEST_NODE18, or the one scripts/debian-node18.sh prepares. */
-function debianNode18(): { node: string } | { missing: string } {
-  const given = process.env.CARTRIDGE_TEST_NODE18;
-  if (given) return existsSync(given) ? { node: given } : { missing: `CARTRIDGE_TEST_NODE18=${given} does not exist` };
-  try {
-    const out = execFileSync('scripts/debian-node18.sh', { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return { node: out.trim().split('\n').at(-1) as string };
-  } catch (err) {
-    return { missing: `scripts/debian-node18.sh failed: ${(err as { stderr?: string }).stderr?.trim().split('\n').at(-1) ?? (err as Error).message}` };
   }
 }
 
@@ -243,11 +212,10 @@ async function main(): Promise<void> {
   for (const note of probe.notes) console.log(`  note: ${note}`);
 
   const results: Array<{ label: string; ok: boolean | null }> = [];
-  const n18 = debianNode18();
-  const runtimes: Array<{ label: string; node: string | null; note: string; missing?: string }> = [
-    { label: 'Debian node 18', note: ", the images' runtime", ...('node' in n18 ? { node: n18.node } : { node: null, missing: n18.missing }) },
-    { label: 'this node', note: '', node: process.execPath },
-  ];
+  // The images' runtime first.
+  const runtimes = agentRuntimes()
+    .reverse()
+    .map((r) => ({ ...r, label: r.node === process.execPath ? 'this node' : r.name, note: r.node === process.execPath ? '' : ", the images' runtime" }));
   for (const rt of runtimes) {
     if (!rt.node) {
       console.log(`${rt.label}: NOT MEASURED (${rt.missing})`);

@@ -16,10 +16,10 @@ import mqtt from 'mqtt';
 import { requireCommands } from '../helpers/env';
 import { freePort, Mosquitto, MEMBER_ACL, PREFIX } from '../fixtures/health/mosquitto';
 import { BUNDLE, makeImageRoot, runAgent, startPayloadServer, type ImageRoot } from '../../scripts/lib/fake-instance';
+import { startNotifyListener } from '../fixtures/systemd/notify-listener';
 
 const MEMBER = 'php.member-1';
 const CLUSTER = 'php.shop';
-const NOTIFY_LISTENER = path.join(__dirname, '..', 'fixtures', 'systemd', 'notify-listener.py');
 
 interface Seen {
   topic: string;
@@ -83,27 +83,13 @@ test('run: READY after exports, birth, events, health, status, SIGHUP reload, cl
   const sockDir = mkdtempSync(path.join(tmpdir(), 'ca-notify-'));
   cleanups.push(() => rmSync(sockDir, { recursive: true, force: true }));
   const notifySocket = path.join(sockDir, 'notify');
-  const listener = spawn('python3', [NOTIFY_LISTENER, notifySocket], { stdio: ['ignore', 'pipe', 'inherit'] });
-  cleanups.push(() => listener.kill());
   const notes: string[] = [];
   let exportsAtReady: boolean | null = null;
-  let buf = '';
-  await new Promise<void>((resolve) => {
-    listener.stdout?.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line === 'LISTENING') resolve();
-        else {
-          const msg = (JSON.parse(line) as { msg: string }).msg;
-          notes.push(msg);
-          if (msg.includes('READY=1') && exportsAtReady === null) exportsAtReady = existsSync(image.at('/run/cartridge-agent/payload.env'));
-        }
-      }
-    });
+  const listener = await startNotifyListener(notifySocket, ({ msg }) => {
+    notes.push(msg);
+    if (msg.includes('READY=1') && exportsAtReady === null) exportsAtReady = existsSync(image.at('/run/cartridge-agent/payload.env'));
   });
+  cleanups.push(() => listener.stop());
 
   const agent: ChildProcess = spawn(process.execPath, [BUNDLE, 'run', '--root', image.root, '--log-level', 'warn'], {
     env: { ...process.env, NOTIFY_SOCKET: notifySocket, WATCHDOG_USEC: '2000000' },
