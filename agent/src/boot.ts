@@ -1,16 +1,22 @@
 /**
  * The boot work (`cartridge-agent once`, and the first half of `run`): discover the pointer,
- * get the payload (fetch, or the cache when the controller is unreachable), validate it and
- * export it. Each step is a module of its own; this file only decides the order and what a
- * failure means.
+ * get the payload (fetch, or the cache when the controller is unreachable), validate it,
+ * export it and apply its allowlist. Each step is a module of its own; this file only decides
+ * the order and what a failure means.
+ *
+ * One boot, one outcome: the exports, the cache entry and the firewall record are staged in
+ * one FileTransaction, the allowlist is applied, and only then is everything committed. Any
+ * failure before the commit discards what was staged and rolls the firewall back, so the
+ * previous exports, cache and rules stay in force (and on a first boot the baseline the early
+ * firewall unit put in force).
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AgentConfig } from './config';
-import { ConfigError, FetchError, PayloadError } from './errors';
-import { writeExports } from './export';
-import { applyFirewall, endpointsFromUrls } from './firewall';
+import { ConfigError, FetchError, PayloadError, StateFileError } from './errors';
+import { exportSweepPlaces, stageExports } from './export';
+import { changeFirewall, endpointsFromUrls, stageApplied, type FirewallChange } from './firewall';
 import { buildPolicy } from './firewall/allowlist';
 import type { FirewallState } from './firewall/types';
 import type { Logger } from './log';
@@ -21,6 +27,9 @@ import { buildPayload } from './payload';
 import { loadPublicKey } from './payload/signature';
 import type { Payload } from './payload/types';
 import { decodeUserData } from './payload/userdata';
+import { STATUS_FILE } from './daemon/status';
+import { acquireRunLock, type RunLock } from './io/run-lock';
+import { FileTransaction, sweepStagedTemps, type SweepPlace } from './io/staged-write';
 import { redactUrl } from './redact';
 import { discoverPointer } from './sources';
 import type { Discovery } from './sources/types';
@@ -55,6 +64,41 @@ interface RawPayload {
   controllerUrls: string[];
 }
 
+/** Every place the agent writes files (swept for stale temp files under the lock). */
+export function agentWritePlaces(config: AgentConfig, paths: RootedPaths): SweepPlace[] {
+  const state = paths.resolve(config.state.dir);
+  const status = paths.resolve(STATUS_FILE);
+  // The state and cache dirs are the agent's own; /run/cartridge-agent and the export
+  // directories may hold other programs' files.
+  return [
+    { dir: state },
+    { dir: path.join(state, 'cache') },
+    { dir: path.dirname(status), files: [path.basename(status)] },
+    ...exportSweepPlaces(config.export, paths),
+  ];
+}
+
+/**
+ * Take the run lock of this root for `command` and remove the staged temp files a killed
+ * earlier run left in any directory the agent writes (safe only now: nobody else is writing).
+ */
+export async function lockRoot(
+  ctx: Pick<BootContext, 'config' | 'paths' | 'log'> & { signal?: AbortSignal },
+  command: string,
+  waitMs = 30_000,
+): Promise<RunLock> {
+  const lock = await acquireRunLock({ stateDir: ctx.paths.resolve(ctx.config.state.dir), command, waitMs, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+  try {
+    const removed = await sweepStagedTemps(agentWritePlaces(ctx.config, ctx.paths));
+    if (removed.length > 0) ctx.log.warn({ files: removed }, `removed ${removed.length} staged temp file(s) left by an earlier run that was killed`);
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+  return lock;
+}
+
+/** The boot work; the caller holds the run lock (lockRoot). */
 export async function bootOnce(ctx: BootContext): Promise<BootResult> {
   const { config, paths, log } = ctx;
   const status = (text: string) => {
@@ -78,31 +122,42 @@ export async function bootOnce(ctx: BootContext): Promise<BootResult> {
   // An invalid allowlist refuses the payload before anything is written.
   if (config.firewall.mode !== 'off') buildPolicy(payload.vars, config.firewall);
 
-  status('writing exports');
-  const written = await writeExports(payload.vars, config.export, paths);
-  log.info({ files: written }, 'exports written');
+  const txn = new FileTransaction();
+  let firewall: FirewallChange | null = null;
+  try {
+    status('staging exports');
+    const written = await stageExports(txn, payload.vars, config.export, paths);
+    // Only a payload that is accepted, exported and enforced becomes the "last good" one.
+    if (raw.via !== 'cache') await cache.stage(txn, { instanceId: discovery.instanceId, bytes: raw.bytes, origin: raw.origin });
 
-  // Only a payload that was accepted and exported becomes the "last good" one.
-  if (raw.via !== 'cache') {
-    await cache.save({ instanceId: discovery.instanceId, bytes: raw.bytes, origin: raw.origin });
+    status(`firewall: ${config.firewall.mode}`);
+    firewall = await changeFirewall({
+      config,
+      paths,
+      log,
+      payloadVars: payload.vars,
+      controllerEndpoints: endpointsFromUrls(raw.controllerUrls),
+    });
+    if (firewall.record) await stageApplied(txn, paths.resolve(config.state.dir), firewall.record);
+
+    status('committing exports, cache and firewall record');
+    await txn.commit();
+    log.info({ files: written }, 'exports written');
+    await cache.pruneOthers(discovery.instanceId);
+    await firewall.finish();
+    return {
+      discovery: { source: discovery.source, instanceId: discovery.instanceId, origin: discovery.origin },
+      payload,
+      via: raw.via,
+      ...(raw.cachedAt ? { cachedAt: raw.cachedAt } : {}),
+      written,
+      firewall: firewall.state,
+    };
+  } catch (err) {
+    await txn.discard();
+    await firewall?.rollback();
+    throw err;
   }
-
-  status(`firewall: ${config.firewall.mode}`);
-  const firewall = await applyFirewall({
-    config,
-    paths,
-    log,
-    payloadVars: payload.vars,
-    controllerEndpoints: endpointsFromUrls(raw.controllerUrls),
-  });
-  return {
-    discovery: { source: discovery.source, instanceId: discovery.instanceId, origin: discovery.origin },
-    payload,
-    via: raw.via,
-    ...(raw.cachedAt ? { cachedAt: raw.cachedAt } : {}),
-    written,
-    firewall,
-  };
 }
 
 async function obtainPayload(
@@ -147,7 +202,13 @@ async function obtainPayload(
     // revoked) or a refused payload (bad signature) must not be papered over with old data.
     // A stop (SIGTERM during boot) is not an outage either: exit without writing anything.
     if (!(err instanceof FetchError) || err.terminal || ctx.signal.aborted) throw err;
-    const cached = await cache.load(discovery.instanceId);
+    let cached: Awaited<ReturnType<PayloadCache['load']>>;
+    try {
+      cached = await cache.load(discovery.instanceId);
+    } catch (cacheErr) {
+      if (!(cacheErr instanceof StateFileError)) throw cacheErr;
+      throw new FetchError(`${err.message}; and the cache cannot stand in: ${cacheErr.message}`, false, err.context);
+    }
     if (!cached) {
       throw new FetchError(`${err.message}; no cached payload for instance ${discovery.instanceId}`, false, err.context);
     }

@@ -15,6 +15,10 @@ export const ExitCode = {
   FIREWALL: 8,
   /** `firewall check` found the kernel's rules differ from the applied ones. */
   DRIFT: 9,
+  /** Another cartridge-agent holds the run lock of this root (docs/cli.md). */
+  BUSY: 10,
+  /** One of the agent's own state files is unreadable or damaged; the message names it. */
+  STATE: 11,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -88,13 +92,35 @@ export class PayloadError extends AgentError {
   }
 }
 
-/** Writing an export file failed; the previous file is left as it was. */
-export class ExportError extends AgentError {
+/**
+ * Writing one of the boot work's files failed (an export, the payload cache, the firewall
+ * record …). `stage` names the part of the boot work; nothing of the failed run is in force:
+ * the previous files are left as they were.
+ */
+export class WriteError extends AgentError {
   constructor(
+    readonly stage: string,
     readonly path: string,
     detail: string,
   ) {
-    super(`cannot write ${path}: ${detail}`, ExitCode.EXPORT, { path });
+    super(`${stage}: cannot write ${path}: ${detail}`, ExitCode.EXPORT, { stage, path });
+  }
+}
+
+/** One of the agent's own state files (payload.json, status.json, a cache entry …) is unreadable or damaged. */
+export class StateFileError extends AgentError {
+  constructor(
+    readonly file: string,
+    detail: string,
+  ) {
+    super(`${file}: ${detail}`, ExitCode.STATE, { file });
+  }
+}
+
+/** Another cartridge-agent process is working on this root (the run lock is held). */
+export class BusyError extends AgentError {
+  constructor(message: string, readonly lockFile: string) {
+    super(message, ExitCode.BUSY, { lockFile });
   }
 }
 

@@ -2,19 +2,19 @@
  * Entry point: parse the command line, load the config, run the command, map errors to
  * exit codes. Everything that decides something lives in the modules it calls.
  */
-import { readFile } from 'node:fs/promises';
 import { HELP, parseCli, type ParsedCli } from './cli';
 import { loadConfig, type AgentConfig } from './config';
 import { AgentError, ExitCode, UsageError } from './errors';
 import { renderExport } from './export';
 import { applyFirewall, checkFirewall, planFirewall, reapplyRecorded, readRecorded, removeFirewall } from './firewall';
 import type { FirewallState } from './firewall/types';
-import { bootOnce, type BootResult } from './boot';
+import { bootOnce, lockRoot, type BootResult } from './boot';
 import { Daemon, describeStatus, readStatus, STATUS_FILE } from './daemon';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './log';
 import { RootedPaths } from './paths';
 import { redactUrl } from './redact';
 import { probeAll } from './sources';
+import { readStateFile, stringRecord } from './io/state-file';
 
 declare const __AGENT_VERSION__: string | undefined;
 export const VERSION = typeof __AGENT_VERSION__ === 'string' ? __AGENT_VERSION__ : 'dev';
@@ -96,8 +96,19 @@ function stopSignal(): AbortSignal {
   return controller.signal;
 }
 
+/** Run `work` holding the run lock of this root (docs/cli.md: exit 10 when another run holds it). */
+async function locked<T>(deps: { config: AgentConfig; paths: RootedPaths; log: Logger; signal?: AbortSignal }, command: string, work: () => Promise<T>): Promise<T> {
+  const lock = await lockRoot(deps, command);
+  try {
+    return await work();
+  } finally {
+    await lock.release();
+  }
+}
+
 async function commandOnce(cli: ParsedCli, config: AgentConfig, paths: RootedPaths, log: Logger, io: Io): Promise<number> {
-  const result = await bootOnce({ config, paths, log, signal: stopSignal() });
+  const signal = stopSignal();
+  const result = await locked({ config, paths, log, signal }, 'once', () => bootOnce({ config, paths, log, signal }));
   io.out(cli.json ? JSON.stringify(summary(result), null, 2) + '\n' : describeBoot(result));
   return ExitCode.OK;
 }
@@ -159,14 +170,9 @@ async function readExportedVars(config: AgentConfig, paths: RootedPaths): Promis
     throw new AgentError('this command reads export.jsonFile, which is disabled (null) in the config', ExitCode.CONFIG);
   }
   const file = paths.resolve(config.export.jsonFile);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    const hint = (err as NodeJS.ErrnoException).code === 'ENOENT' ? " (has 'cartridge-agent once' run on this boot?)" : '';
-    throw new AgentError(`cannot read ${file}: ${(err as Error).message}${hint}`, ExitCode.EXPORT);
-  }
-  return new Map(Object.entries(JSON.parse(text) as Record<string, string>));
+  const vars = await readStateFile<Record<string, string>>(file, 'the exported payload', stringRecord);
+  if (!vars) throw new AgentError(`no ${file}: nothing is exported (has 'cartridge-agent once' run on this boot?)`, ExitCode.EXPORT);
+  return new Map(Object.entries(vars));
 }
 
 function describeFirewall(f: FirewallState): string {
@@ -187,7 +193,8 @@ async function commandFirewall(cli: ParsedCli, config: AgentConfig, paths: Roote
     case 'apply': {
       // No controller endpoint is known outside the boot work, so the lock-out guard is skipped
       // here (and says so in the log); SSH stays allowed by firewall.alwaysAllow.
-      const state = await applyFirewall({ ...deps, payloadVars: await readExportedVars(config, paths), controllerEndpoints: [] });
+      const payloadVars = await readExportedVars(config, paths);
+      const state = await locked(deps, 'firewall apply', () => applyFirewall({ ...deps, payloadVars, controllerEndpoints: [] }));
       io.out(`firewall: ${describeFirewall(state)}\n`);
       return ExitCode.OK;
     }
@@ -199,12 +206,12 @@ async function commandFirewall(cli: ParsedCli, config: AgentConfig, paths: Roote
       return report.drifted ? ExitCode.DRIFT : ExitCode.OK;
     }
     case 'remove': {
-      const removed = await removeFirewall(deps);
+      const removed = await locked(deps, 'firewall remove', () => removeFirewall(deps));
       io.out(`removed the agent's rules (${removed.join(', ')})\n`);
       return ExitCode.OK;
     }
     case 'restore':
-      return restoreFirewall(deps, io);
+      return locked(deps, 'firewall restore', () => restoreFirewall(deps, io));
     default:
       throw new UsageError(`'firewall' needs an action`);
   }

@@ -11,7 +11,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, si
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { link } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncDir, stageFile } from '../../agent/src/export/atomic-write';
+import { fsyncDir, stageFile } from '../../agent/src/io/staged-write';
 import { ControllerError, ControllerExit, describeError } from './errors';
 
 export const SIGNING_KEY_FILE = 'signing-key.pem';
@@ -43,14 +43,14 @@ async function createOnce(file: string, make: () => string): Promise<string> {
   }
   let staged;
   try {
-    staged = await stageFile(file, make(), { mode: SECRET_MODE });
+    staged = await stageFile(file, make(), { mode: SECRET_MODE, stage: 'controller keys' });
   } catch (err) {
     throw stateError(`cannot write ${file}: ${describeError(err)}`);
   }
   try {
     // link() fails with EEXIST instead of replacing: whoever linked first wins, the others read it.
     await link(staged.tempPath, file);
-    await fsyncDir(path.dirname(file));
+    await fsyncDir(path.dirname(file), 'controller keys');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw stateError(`cannot create ${file}: ${describeError(err)}`);
   } finally {

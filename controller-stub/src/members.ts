@@ -7,7 +7,7 @@
 import { open, readFile, unlink } from 'node:fs/promises';
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic } from '../../agent/src/export/atomic-write';
+import { writeFileAtomic } from '../../agent/src/io/staged-write';
 import type { PayloadFormat } from '../../agent/src/payload/types';
 import { ControllerError, ControllerExit, describeError } from './errors';
 import { preparePayload, type PayloadCheckOptions } from './member-payload';
@@ -165,7 +165,7 @@ export class MemberStore {
         const result = change(members);
         const out: StoreFile = { version: STORE_VERSION, members: [...members.values()] };
         try {
-          await writeFileAtomic(this.file, `${JSON.stringify(out, null, 1)}\n`, { mode: 0o600 });
+          await writeFileAtomic(this.file, `${JSON.stringify(out, null, 1)}\n`, { mode: 0o600, stage: 'member store' });
         } catch (err) {
           throw stateError(`cannot write ${this.file}: ${describeError(err)}`);
         }

@@ -7,7 +7,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { networkInterfaces } from 'node:os';
 import { readFileSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic } from '../../agent/src/export/atomic-write';
+import { writeFileAtomic } from '../../agent/src/io/staged-write';
 import type { Logger } from '../../agent/src/log';
 import { parsePayload } from '../../agent/src/payload/parse';
 import { DEFAULT_TOPIC_PREFIX } from '../../agent/src/protocol/mqtt';
@@ -142,7 +142,7 @@ export async function startController(opts: ServeOptions): Promise<RunningContro
       startedAt: new Date().toISOString(),
     };
     const infoFile = path.join(opts.stateDir, SERVE_INFO_FILE);
-    await writeFileAtomic(infoFile, `${JSON.stringify(info, null, 2)}\n`, { mode: 0o600 });
+    await writeFileAtomic(infoFile, `${JSON.stringify(info, null, 2)}\n`, { mode: 0o600, stage: 'controller info' });
     cleanups.push(async () => unlinkSync(infoFile));
 
     let stopping: Promise<void> | null = null;

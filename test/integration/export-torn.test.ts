@@ -9,7 +9,8 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { writeExports } from '../../agent/src/export';
+import { exportSweepPlaces, writeExports } from '../../agent/src/export';
+import { sweepStagedTemps } from '../../agent/src/io/staged-write';
 import { renderEnvFile, renderJson, renderLaunchParams, renderShFile } from '../../agent/src/export/render';
 import { RootedPaths } from '../../agent/src/paths';
 import { TORN_CONFIG, TORN_PAYLOADS } from '../fixtures/export/torn-payloads';
@@ -95,7 +96,8 @@ describe('torn writes', () => {
     t.diagnostic(`${kills} kills, ${killsWithTemps} left temp files behind; versions seen: ${[...seen].sort().join(' ')}`);
     assert.ok(killsWithTemps > 0, 'no kill landed while a file was being written: the test proved nothing');
 
-    // The next run removes the stale temp files and leaves complete files.
+    // The next run (under the run lock) removes the stale temp files and leaves complete files.
+    await sweepStagedTemps(exportSweepPlaces(TORN_CONFIG, paths));
     await writeExports(TORN_PAYLOADS[0] as Map<string, string>, TORN_CONFIG, paths);
     for (const dir of dirs) {
       assert.deepEqual(readdirSync(dir).filter((n) => n.includes('.tmp-')), [], `stale temp files left in ${dir}`);

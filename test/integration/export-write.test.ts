@@ -7,8 +7,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ConfigError, ExportError, PayloadError } from '../../agent/src/errors';
-import { writeExports, writeFileAtomic, type ExportConfig } from '../../agent/src/export';
+import { ConfigError, PayloadError, WriteError } from '../../agent/src/errors';
+import { writeExports, type ExportConfig } from '../../agent/src/export';
+import { sweepStagedTemps, writeFileAtomic } from '../../agent/src/io/staged-write';
 import { renderEnvFile, renderJson, renderLaunchParams, renderShFile } from '../../agent/src/export/render';
 import { RootedPaths } from '../../agent/src/paths';
 import { requireRoot } from '../helpers/env';
@@ -175,7 +176,7 @@ describe('writeExports', () => {
     rmSync(paths.resolve('/opt/app'), { recursive: true });
     writeFileSync(paths.resolve('/opt/app'), 'a file where a directory should be');
     await assert.rejects(writeExports(V2, ALL, paths), (err: unknown) =>
-      err instanceof ExportError && err.path === paths.resolve(ALL.launchParamsFile as string));
+      err instanceof WriteError && err.stage === 'exports' && err.path === paths.resolve(ALL.launchParamsFile as string));
     const after = snapshot({ ...ALL, launchParamsFile: null }, paths);
     const { [paths.resolve(ALL.launchParamsFile as string)]: _gone, ...rest } = before;
     assert.deepEqual(after, rest, 'env, sh and json files must still be the old version');
@@ -188,7 +189,7 @@ describe('writeExports', () => {
     // payload.json is a non-empty directory: staging works, the rename over it fails.
     mkdirSync(path.join(paths.resolve(ALL.jsonFile as string), 'x'), { recursive: true });
     await assert.rejects(writeExports(V2, ALL, paths), (err: unknown) =>
-      err instanceof ExportError && err.path === paths.resolve(ALL.jsonFile as string));
+      err instanceof WriteError && err.stage === 'exports' && err.path === paths.resolve(ALL.jsonFile as string));
     const v1 = expectedFiles(V1, ALL, paths);
     const v2 = expectedFiles(V2, ALL, paths);
     for (const [file, content] of Object.entries(snapshot({ ...ALL, jsonFile: null }, paths))) {
@@ -197,35 +198,45 @@ describe('writeExports', () => {
     assert.deepEqual(tempFilesUnder(paths.root), []);
   });
 
-  it('removes its own stale temp files, and nothing else', async () => {
-    const paths = freshRoot();
-    const dir = paths.resolve('/run/cartridge-agent');
+  it('the sweep removes staged temp files of our files in a shared directory, and nothing else', async () => {
+    const dir = path.join(base, 'sweep-shared');
     mkdirSync(dir, { recursive: true });
     const stale = ['.payload.env.tmp-0123456789ab', '.payload.json.tmp-ffffffffffff'];
-    const keep = ['.payload.env.tmp-notours', '.payload.env.tmp-0123456789abc', 'payload.env.bak', '.other.tmp-0123456789ab'];
+    const keep = ['.payload.env.tmp-notours', '.payload.env.tmp-0123456789abc', 'payload.env.bak', '.other.tmp-0123456789ab', 'payload.env'];
     for (const n of [...stale, ...keep]) writeFileSync(path.join(dir, n), 'leftover');
-    await writeExports(V1, ALL, paths);
-    assert.deepEqual(readdirSync(dir).sort(), [...keep, 'payload.env', 'payload.json'].sort());
+    const removed = await sweepStagedTemps([{ dir, files: ['payload.env', 'payload.json'] }]);
+    assert.deepEqual(removed.sort(), stale.map((n) => path.join(dir, n)).sort());
+    assert.deepEqual(readdirSync(dir).sort(), keep.sort());
+  });
+
+  it('the sweep removes every staged temp file in a directory of our own, and nothing else', async () => {
+    const dir = path.join(base, 'sweep-own');
+    mkdirSync(dir, { recursive: true });
+    const stale = ['.0123abcd.payload.json.tmp-0123456789ab', '.firewall.json.tmp-ffffffffffff', '.mqtt-session.tmp-00000000000a'];
+    const keep = ['.x.tmp-notours', 'firewall.json', 'run.lock', '.firewall.json.tmp-0123456789abc'];
+    for (const n of [...stale, ...keep]) writeFileSync(path.join(dir, n), 'leftover');
+    await sweepStagedTemps([{ dir }, { dir: path.join(base, 'sweep-missing') }]);
+    assert.deepEqual(readdirSync(dir).sort(), keep.sort());
   });
 });
 
 describe('writeFileAtomic', () => {
   it('creates the parent, writes with the mode and replaces atomically', async () => {
     const target = path.join(base, 'atomic', 'deep', 'file.txt');
-    await writeFileAtomic(target, 'first', { mode: 0o600 });
+    await writeFileAtomic(target, 'first', { mode: 0o600, stage: 'test' });
     assert.equal(readFileSync(target, 'utf8'), 'first');
     assert.equal(statSync(target).mode & 0o777, 0o600);
-    await writeFileAtomic(target, Buffer.from('second'), { mode: 0o640 });
+    await writeFileAtomic(target, Buffer.from('second'), { mode: 0o640, stage: 'test' });
     assert.equal(readFileSync(target, 'utf8'), 'second');
     assert.equal(statSync(target).mode & 0o777, 0o640);
     assert.deepEqual(readdirSync(path.dirname(target)), ['file.txt']);
   });
 
-  it('throws ExportError and leaves the old file when the target cannot be replaced', async () => {
+  it('throws a WriteError naming the stage and leaves the old file when the target cannot be replaced', async () => {
     const dir = path.join(base, 'atomic-fail');
     mkdirSync(path.join(dir, 'target', 'child'), { recursive: true });
-    await assert.rejects(writeFileAtomic(path.join(dir, 'target'), 'x', { mode: 0o600 }), (err: unknown) =>
-      err instanceof ExportError && /cannot rename/.test(err.message));
+    await assert.rejects(writeFileAtomic(path.join(dir, 'target'), 'x', { mode: 0o600, stage: 'cache' }), (err: unknown) =>
+      err instanceof WriteError && /^cache: cannot write .*target: cannot rename/.test(err.message));
     assert.deepEqual(readdirSync(dir), ['target']);
   });
 });

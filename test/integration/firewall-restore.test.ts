@@ -209,8 +209,8 @@ test('nft: a corrupt or edited firewall.json: exit 8 naming the file, the kernel
     const good = readFileSync(image.at(STATE_FILE), 'utf8');
     const file = image.at(STATE_FILE).replace(/\./g, '\\.');
     const cases: Array<[string, string, RegExp]> = [
-      ['truncated (torn write)', good.slice(0, good.length >> 1), new RegExp(`^cartridge-agent: ${file} is not valid JSON`)],
-      ['not a record', '{"version": 2}\n', new RegExp(`^cartridge-agent: ${file} is not a firewall record of this agent`)],
+      ['truncated (torn write)', good.slice(0, good.length >> 1), new RegExp(`^cartridge-agent: ${file}: the firewall record is damaged: not valid JSON`)],
+      ['not a record', '{"version": 2}\n', new RegExp(`^cartridge-agent: ${file}: the firewall record is damaged: not a firewall record of this agent`)],
       [
         'a port added by hand',
         JSON.stringify({ ...record(image), rendered: { ...record(image).rendered, nft: (record(image).rendered.nft ?? '').replace('tcp dport 8080', 'tcp dport { 8080, 9000 }') } }),

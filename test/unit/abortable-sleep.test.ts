@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import { test } from 'node:test';
-import { abortableSleep } from '../../agent/src/abortable-sleep';
+import { abortableSleep } from '../../agent/src/io/abortable-sleep';
 
 /** Pending (ref'd) timers of this process: a wait that leaked its timer shows up here. */
 const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;

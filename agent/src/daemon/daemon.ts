@@ -11,7 +11,8 @@ import { buildPolicy } from '../firewall/allowlist';
 import { createFirewallKeeper, type FirewallKeeper } from '../firewall';
 import type { FirewallState } from '../firewall/types';
 import { allowPredicateFromPolicy, createHealthReporter, type AllowPredicate, type HealthReporter } from '../health';
-import { bootOnce, type BootResult } from '../boot';
+import { bootOnce, lockRoot, type BootResult } from '../boot';
+import type { RunLock } from '../io/run-lock';
 import { HookRunner, type HookEvent } from '../lifecycle/hooks';
 import { readinessPorts, waitForPorts } from '../lifecycle/readiness';
 import type { Logger } from '../log';
@@ -75,8 +76,12 @@ export class Daemon {
     process.on('SIGTERM', onStop);
     process.on('SIGINT', onStop);
     process.on('SIGHUP', onHup);
+    let lock: RunLock | null = null;
     try {
       const config = this.deps.loadConfig();
+      // Held for the daemon's whole life: while it runs it owns the exports and the firewall
+      // (a `once` or `firewall apply` beside it would be undone by the drift keeper).
+      lock = await lockRoot({ config, paths: this.deps.paths, log, signal: this.stopRequested.signal }, 'run');
       this.hooks = HookRunner.fromConfig(config, this.deps.paths, log);
       const boot = await bootOnce({ config, paths: this.deps.paths, log, signal: this.stopRequested.signal, onStatus: (t) => this.setActivity(t) });
       this.firewallState = boot.firewall;
@@ -100,6 +105,7 @@ export class Daemon {
       process.off('SIGHUP', onHup);
       if (this.tick) clearInterval(this.tick);
       this.watchdog?.stop();
+      await lock?.release();
     }
   }
 

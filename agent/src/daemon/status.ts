@@ -4,8 +4,9 @@
  * `status` reads it and checks the writer is still alive. A file keeps the two processes
  * decoupled (no socket to secure) and survives a hung daemon long enough to show where it hung.
  */
-import { readFile } from 'node:fs/promises';
-import { writeFileAtomic } from '../export/atomic-write';
+import { StateFileError } from '../errors';
+import { objectWith, readStateFile } from '../io/state-file';
+import { writeFileAtomic } from '../io/staged-write';
 import type { FirewallState } from '../firewall/types';
 
 export const STATUS_FILE = '/run/cartridge-agent/status.json';
@@ -39,20 +40,34 @@ export interface DaemonStatus {
 
 export async function writeStatus(hostPath: string, status: DaemonStatus): Promise<void> {
   // 0644: nothing secret in here (no values, URLs redacted), and operators read it unprivileged.
-  await writeFileAtomic(hostPath, JSON.stringify(status, null, 2) + '\n', { mode: 0o644 });
+  await writeFileAtomic(hostPath, JSON.stringify(status, null, 2) + '\n', { mode: 0o644, stage: 'status' });
 }
 
 export type StatusRead = { status: DaemonStatus; running: boolean } | { status: null; reason: string };
 
+const isStatus = objectWith({
+  pid: 'number',
+  version: 'string',
+  startedAt: 'string',
+  updatedAt: 'string',
+  activity: 'string',
+  source: 'object|null',
+  payload: 'object|null',
+  exports: 'array',
+  firewall: 'object|null',
+  broker: 'object|null',
+  app: 'string',
+});
+
 export async function readStatus(hostPath: string, isAlive: (pid: number) => boolean = processAlive): Promise<StatusRead> {
-  let text: string;
+  let status: DaemonStatus | null;
   try {
-    text = await readFile(hostPath, 'utf8');
+    status = await readStateFile<DaemonStatus>(hostPath, 'the daemon status file', isStatus);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { status: null, reason: `no ${hostPath}: the daemon ('cartridge-agent run') is not running on this boot` };
-    return { status: null, reason: `cannot read ${hostPath}: ${(err as Error).message}` };
+    if (err instanceof StateFileError) return { status: null, reason: err.message };
+    throw err;
   }
-  const status = JSON.parse(text) as DaemonStatus;
+  if (!status) return { status: null, reason: `no ${hostPath}: the daemon ('cartridge-agent run') is not running on this boot` };
   return { status, running: isAlive(status.pid) };
 }
 

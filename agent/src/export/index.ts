@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { AgentConfig } from '../config';
 import { ConfigError } from '../errors';
 import type { RootedPaths } from '../paths';
-import { fsyncDir, removeStaleTemps, stageFile, type StagedFile } from './atomic-write';
+import { FileTransaction, type SweepPlace } from '../io/staged-write';
 import { assertExportable } from './exportable';
 import { resolveGroupId } from './group';
 import { renderEnvFile, renderJson, renderLaunchParams, renderShFile } from './render';
@@ -18,7 +18,6 @@ export type ExportFormat = 'env' | 'sh' | 'json';
 
 export { assertExportable, MAX_ARG_STRLEN, MAX_EXPORT_ENV_BYTES } from './exportable';
 export { renderEnvFile, renderJson, renderLaunchParams, renderShFile } from './render';
-export { writeFileAtomic } from './atomic-write';
 
 const RENDERERS: Record<ExportFormat, (vars: ReadonlyMap<string, string>) => string> = {
   env: renderEnvFile,
@@ -61,12 +60,13 @@ function planExports(vars: ReadonlyMap<string, string>, cfg: ExportConfig, paths
 }
 
 /**
- * Write every configured export file and return the host paths written. A refused payload
- * (PayloadError) or bad group (ConfigError naming export.group) writes nothing; a failure while
- * staging (ExportError) leaves every previous file intact. Temp files left by a run that was
- * killed are removed first.
+ * Stage every configured export file into `txn` and return their host paths; they replace the
+ * previous files only when the transaction commits. A refused payload (PayloadError) or bad
+ * group (ConfigError naming export.group) stages nothing; a failure while staging (WriteError,
+ * stage "exports") leaves every previous file intact.
  */
-export async function writeExports(
+export async function stageExports(
+  txn: FileTransaction,
   vars: ReadonlyMap<string, string>,
   cfg: ExportConfig,
   paths: RootedPaths,
@@ -75,27 +75,30 @@ export async function writeExports(
   const plan = planExports(vars, cfg, paths);
   const gid = opts.gid ?? (cfg.group === null ? undefined : await resolveGroupId(paths, cfg.group));
   const mode = parseInt(cfg.mode, 8);
-
-  const staged: StagedFile[] = [];
-  try {
-    for (const file of plan) {
-      await removeStaleTemps(file.hostPath);
-      staged.push(await stageFile(file.hostPath, file.data, { mode, gid }));
-    }
-  } catch (err) {
-    await Promise.all(staged.map((s) => s.discard()));
-    throw err;
-  }
-
-  // From here on each file switches from complete-old to complete-new in one rename.
-  for (const [i, s] of staged.entries()) {
-    try {
-      await s.commit();
-    } catch (err) {
-      await Promise.all(staged.slice(i + 1).map((rest) => rest.discard()));
-      throw err;
-    }
-  }
-  for (const dir of new Set(plan.map((f) => path.dirname(f.hostPath)))) await fsyncDir(dir);
+  for (const file of plan) await txn.stage(file.hostPath, file.data, { mode, gid, stage: 'exports' });
   return plan.map((f) => f.hostPath);
+}
+
+/** The exports on their own, staged and committed together (tests, tools). */
+export async function writeExports(
+  vars: ReadonlyMap<string, string>,
+  cfg: ExportConfig,
+  paths: RootedPaths,
+  opts: { gid?: number } = {},
+): Promise<string[]> {
+  const txn = new FileTransaction();
+  try {
+    const written = await stageExports(txn, vars, cfg, paths, opts);
+    await txn.commit();
+    return written;
+  } finally {
+    await txn.discard();
+  }
+}
+
+/** Where the exports' staged temp files may be left (swept under the run lock; the directories may be shared). */
+export function exportSweepPlaces(cfg: ExportConfig, paths: RootedPaths): SweepPlace[] {
+  return [cfg.envFile, cfg.shFile, cfg.jsonFile, cfg.launchParamsFile]
+    .filter((p): p is string => p !== null)
+    .map((p) => ({ dir: path.dirname(paths.resolve(p)), files: [path.basename(p)] }));
 }

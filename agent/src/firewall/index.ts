@@ -24,6 +24,7 @@ export type { Endpoint, ProbeFn } from './guard';
 export { endpointsFromUrls } from './guard';
 export type { DriftReport } from './keeper';
 export { FirewallKeeper } from './keeper';
+export { stageApplied } from './state';
 
 export interface FirewallDeps {
   config: AgentConfig;
@@ -72,23 +73,57 @@ export async function planFirewall(deps: FirewallDeps & { payloadVars: ReadonlyM
   return { backend, rendered, text, note };
 }
 
-/** mode off: nothing; plan: render and log; enforce: apply with dry run, guard and record. */
+/**
+ * What the boot transaction gets from the firewall stage: the state now in force, the record
+ * to stage (null: nothing new to record), and how to go back when a later stage fails.
+ */
+export interface FirewallChange {
+  state: FirewallState;
+  record: AppliedFirewall | null;
+  /** Put the rules that were in force before back (a no-op when nothing was applied). */
+  rollback(): Promise<void>;
+  /** After the commit: tidy up what the change made obsolete (the old backend's rules). */
+  finish(): Promise<void>;
+}
+
+const NO_CHANGE = { record: null, rollback: async () => undefined, finish: async () => undefined };
+
+/** `firewall apply`: mode off: nothing; plan: render and log; enforce: apply, guard and record at once. */
 export async function applyFirewall(deps: ApplyDeps): Promise<FirewallState> {
+  const change = await changeFirewall(deps);
+  if (change.record) {
+    try {
+      await saveApplied(stateDir(deps), change.record);
+    } catch (err) {
+      await change.rollback();
+      throw err;
+    }
+  }
+  await change.finish();
+  return change.state;
+}
+
+/**
+ * The firewall stage of the boot work: mode off: nothing; plan: render and log; enforce:
+ * dry run, apply, lock-out guard (rolled back on lock-out) and read back — but the record is
+ * left to the caller, who stages it with the other files and rolls back if they fail.
+ */
+export async function changeFirewall(deps: ApplyDeps): Promise<FirewallChange> {
   const { config, log } = deps;
   const { mode } = config.firewall;
   if (mode === 'off') {
     log.info('firewall: mode off, not touching the firewall');
-    return stateFromApplied('off', null);
+    return { state: stateFromApplied('off', null), ...NO_CHANGE };
   }
   if (mode === 'plan') {
     const plan = await planFirewall(deps);
     log.info({ backend: plan.backend, digest: plan.rendered.digest, ruleCount: plan.rendered.ruleCount, ruleset: plan.text, note: plan.note }, 'firewall: mode plan, rendered ruleset not applied');
-    return { ...stateFromApplied('plan', null), backend: plan.backend, digest: plan.rendered.digest, ruleCount: plan.rendered.ruleCount };
+    return { state: { ...stateFromApplied('plan', null), backend: plan.backend, digest: plan.rendered.digest, ruleCount: plan.rendered.ruleCount }, ...NO_CHANGE };
   }
   return enforce(deps);
 }
 
-async function enforce(deps: ApplyDeps): Promise<FirewallState> {
+async function enforce(deps: ApplyDeps): Promise<FirewallChange> {
   const { config, log } = deps;
   const runner = deps.runner ?? runCommand;
   const policy = buildPolicy(deps.payloadVars, config.firewall);
@@ -101,7 +136,7 @@ async function enforce(deps: ApplyDeps): Promise<FirewallState> {
     const now = await compareWithApplied(ops, recorded);
     if (!now.drifted) {
       log.info({ backend, digest: rendered.digest }, 'firewall: ruleset already in force, unchanged');
-      return stateFromApplied('enforce', recorded);
+      return { state: stateFromApplied('enforce', recorded), ...NO_CHANGE };
     }
   }
 
@@ -117,6 +152,11 @@ async function enforce(deps: ApplyDeps): Promise<FirewallState> {
   if (baseline.skipped) log.warn({ backend }, `firewall: lock-out guard skipped: ${baseline.skipped}`);
 
   await ops.apply(rendered, before);
+  /** Back to `before`; true when the read-back matches it exactly. */
+  const restoreBefore = async (): Promise<boolean> => {
+    await ops.restore(before);
+    return fingerprint(await ops.readBack()) === fingerprint(ops.snapshotReadBack(before));
+  };
 
   if (baseline.endpoints.length > 0) {
     const failures = await guardCheck(baseline.endpoints, guard.timeoutMs, probe);
@@ -125,8 +165,7 @@ async function enforce(deps: ApplyDeps): Promise<FirewallState> {
       let restored = false;
       let why = '';
       try {
-        await ops.restore(before);
-        restored = fingerprint(await ops.readBack()) === fingerprint(ops.snapshotReadBack(before));
+        restored = await restoreBefore();
       } catch (err) {
         why = `: ${(err as Error).message}`;
       }
@@ -155,10 +194,21 @@ async function enforce(deps: ApplyDeps): Promise<FirewallState> {
     fingerprint: fingerprint(readBack),
     appliedAt: new Date().toISOString(),
   };
-  await saveApplied(stateDir(deps), applied);
   log.info({ backend, digest: rendered.digest, ruleCount: rendered.ruleCount }, 'firewall: allowlist applied');
-  if (recorded && recorded.backend !== backend) await removeStale(recorded.backend, runner, log);
-  return stateFromApplied('enforce', applied);
+  return {
+    state: stateFromApplied('enforce', applied),
+    record: applied,
+    async rollback() {
+      const exact = await restoreBefore().catch((err: unknown) => {
+        log.error({ err, backend }, `firewall: rolling back to the previous rules failed: ${(err as Error).message}`);
+        return false;
+      });
+      log.warn({ backend, exact }, exact ? 'firewall: rolled back to the previous rules' : 'firewall: rolling back did NOT restore the previous rules exactly');
+    },
+    async finish() {
+      if (recorded && recorded.backend !== backend) await removeStale(recorded.backend, runner, log);
+    },
+  };
 }
 
 /**

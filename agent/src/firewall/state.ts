@@ -3,10 +3,11 @@
  * read-back the kernel reported right after. `firewall check` in another process compares
  * against it, and an early-boot unit can re-apply it before the network comes up.
  */
-import { readFile, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { FirewallError } from '../errors';
-import { writeFileAtomic } from '../export/atomic-write';
+import { FirewallError, StateFileError } from '../errors';
+import { readStateFile } from '../io/state-file';
+import { writeFileAtomic, type FileTransaction } from '../io/staged-write';
 import type { Backend, FirewallState, RenderedRuleset } from './types';
 
 export const STATE_FILE = 'firewall.json';
@@ -27,9 +28,12 @@ export function stateFilePath(stateDirHost: string): string {
   return path.join(stateDirHost, STATE_FILE);
 }
 
+const recordText = (applied: AppliedFirewall) => `${JSON.stringify(applied, null, 2)}\n`;
+
+/** On its own (`firewall apply`): the record is written now. */
 export async function saveApplied(stateDirHost: string, applied: AppliedFirewall): Promise<void> {
   try {
-    await writeFileAtomic(stateFilePath(stateDirHost), `${JSON.stringify(applied, null, 2)}\n`, { mode: 0o600 });
+    await writeFileAtomic(stateFilePath(stateDirHost), recordText(applied), { mode: 0o600, stage: 'firewall record' });
   } catch (err) {
     throw new FirewallError(
       `firewall (${applied.backend}): the ruleset is applied but its record could not be saved: ${(err as Error).message}`,
@@ -39,41 +43,34 @@ export async function saveApplied(stateDirHost: string, applied: AppliedFirewall
   }
 }
 
+/** In the boot transaction: the record replaces the old one only when everything commits. */
+export async function stageApplied(txn: FileTransaction, stateDirHost: string, applied: AppliedFirewall): Promise<void> {
+  await txn.stage(stateFilePath(stateDirHost), recordText(applied), { mode: 0o600, stage: 'firewall record' });
+}
+
 const BACKENDS: readonly string[] = ['nft', 'iptables-nft', 'iptables-legacy'];
 
-function isApplied(v: unknown): v is AppliedFirewall {
-  if (!v || typeof v !== 'object') return false;
+function recordProblem(v: unknown): string | null {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return 'not a JSON object';
   const o = v as Record<string, unknown>;
-  return (
-    o.version === 1 &&
-    BACKENDS.includes(o.backend as string) &&
-    typeof o.digest === 'string' &&
-    typeof o.fingerprint === 'string' &&
-    typeof o.appliedAt === 'string' &&
-    (o.readBack === null || typeof o.readBack === 'string') &&
-    !!o.rendered &&
-    typeof o.rendered === 'object'
-  );
+  if (o.version !== 1) return `not a firewall record of this agent (version ${JSON.stringify(o.version)}, expected 1)`;
+  if (!BACKENDS.includes(o.backend as string)) return `backend ${JSON.stringify(o.backend)} is not one of ${BACKENDS.join(', ')}`;
+  for (const field of ['digest', 'fingerprint', 'appliedAt'] as const) {
+    if (typeof o[field] !== 'string') return `field "${field}" is not text`;
+  }
+  if (!(o.readBack === null || typeof o.readBack === 'string')) return 'field "readBack" is neither text nor null';
+  if (!o.rendered || typeof o.rendered !== 'object') return 'field "rendered" is not an object';
+  return null;
 }
 
 /** The saved record; null when none was saved. A damaged file is an error naming the file. */
 export async function loadApplied(stateDirHost: string): Promise<AppliedFirewall | null> {
-  const file = stateFilePath(stateDirHost);
-  let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    return await readStateFile<AppliedFirewall>(stateFilePath(stateDirHost), 'the firewall record', recordProblem);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new FirewallError(`cannot read ${file}: ${(err as Error).message}`, 'load state', null);
+    if (err instanceof StateFileError) throw new FirewallError(err.message, 'load state', null);
+    throw err;
   }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw new FirewallError(`${file} is not valid JSON: ${(err as Error).message}`, 'load state', null);
-  }
-  if (!isApplied(parsed)) throw new FirewallError(`${file} is not a firewall record of this agent (version 1)`, 'load state', null);
-  return parsed;
 }
 
 /** After `firewall remove`: nothing is applied, so nothing must be re-applied at boot. */

@@ -5,8 +5,8 @@
  * the state dir was lost. Writing is best effort: a failed write is logged, sessions stay
  * unique within this process.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomicSync } from '../io/staged-write';
 import type { Logger } from '../log';
 
 export const SESSION_FILE = 'mqtt-session';
@@ -42,10 +42,7 @@ export class PersistedSessionCounter implements SessionSource {
   next(): number {
     this.last = nextSession(this.last, this.now());
     try {
-      mkdirSync(path.dirname(this.file), { recursive: true });
-      const tmp = `${this.file}.tmp-${process.pid}`;
-      writeFileSync(tmp, `${this.last}\n`, { mode: 0o644 });
-      renameSync(tmp, this.file);
+      writeFileAtomicSync(this.file, `${this.last}\n`, { mode: 0o644, stage: 'mqtt session' });
     } catch (err) {
       this.log.warn({ file: this.file, err: (err as Error).message }, 'cannot persist MQTT session counter');
     }

@@ -5,9 +5,10 @@
  * instance's entry so stale secrets do not linger in the image.
  */
 import { createHash } from 'node:crypto';
-import { readdir, readFile, unlink } from 'node:fs/promises';
+import { readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileAtomic } from '../export/atomic-write';
+import { objectWith, readStateFile } from '../io/state-file';
+import { FileTransaction } from '../io/staged-write';
 
 export interface CachedPayload {
   instanceId: string;
@@ -35,44 +36,60 @@ function fileFor(dir: string, instanceId: string): string {
   return path.join(dir, createHash('sha256').update(instanceId).digest('hex').slice(0, 32) + SUFFIX);
 }
 
+const isCacheFile = objectWith({ version: 'number', instanceId: 'string', digest: 'string', origin: 'string', savedAt: 'string', bytesBase64: 'string' });
+
 export class PayloadCache {
   /** @param dir host path of the cache directory (state dir + /cache). */
   constructor(private readonly dir: string) {}
 
+  /** The entry for this instance; null when there is none. A damaged entry is a StateFileError naming it. */
   async load(instanceId: string): Promise<CachedPayload | null> {
-    let text: string;
-    try {
-      text = await readFile(fileFor(this.dir, instanceId), 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw err;
-    }
-    const parsed = JSON.parse(text) as Partial<CacheFileV1>;
-    if (parsed.version !== 1 || parsed.instanceId !== instanceId || typeof parsed.bytesBase64 !== 'string') return null;
-    const bytes = Buffer.from(parsed.bytesBase64, 'base64');
-    const digest = createHash('sha256').update(bytes).digest('hex');
-    // A corrupted entry is treated as absent rather than exported.
-    if (digest !== parsed.digest) return null;
-    return { instanceId, bytes, digest, origin: parsed.origin ?? '', savedAt: parsed.savedAt ?? '' };
+    const file = fileFor(this.dir, instanceId);
+    const parsed = await readStateFile<CacheFileV1>(file, 'the cached payload', (v) => {
+      const problem = isCacheFile(v);
+      if (problem) return problem;
+      const o = v as CacheFileV1;
+      if (o.version !== 1) return `version ${o.version} is not 1`;
+      if (o.instanceId !== instanceId) return `it belongs to instance ${JSON.stringify(o.instanceId)}, not ${JSON.stringify(instanceId)}`;
+      const digest = createHash('sha256').update(Buffer.from(o.bytesBase64, 'base64')).digest('hex');
+      return digest === o.digest ? null : `its bytes have sha256 ${digest}, not the recorded ${o.digest}`;
+    });
+    if (!parsed) return null;
+    return { instanceId, bytes: Buffer.from(parsed.bytesBase64, 'base64'), digest: parsed.digest, origin: parsed.origin, savedAt: parsed.savedAt };
   }
 
-  /** Save atomically (0600) and drop entries of other instances. */
-  async save(entry: Omit<CachedPayload, 'savedAt' | 'digest'>, now = new Date()): Promise<void> {
-    const digest = createHash('sha256').update(entry.bytes).digest('hex');
+  /** Stage the entry (0600) into `txn`; it replaces the old one when the transaction commits. */
+  async stage(txn: FileTransaction, entry: Omit<CachedPayload, 'savedAt' | 'digest'>, now = new Date()): Promise<void> {
     const file: CacheFileV1 = {
       version: 1,
       instanceId: entry.instanceId,
-      digest,
+      digest: createHash('sha256').update(entry.bytes).digest('hex'),
       origin: entry.origin,
       savedAt: now.toISOString(),
       bytesBase64: entry.bytes.toString('base64'),
     };
-    const target = fileFor(this.dir, entry.instanceId);
-    await writeFileAtomic(target, JSON.stringify(file) + '\n', { mode: 0o600 });
-    for (const name of await readdir(this.dir)) {
-      if (name.endsWith(SUFFIX) && path.join(this.dir, name) !== target) {
+    await txn.stage(fileFor(this.dir, entry.instanceId), JSON.stringify(file) + '\n', { mode: 0o600, stage: 'cache' });
+  }
+
+  /** After a commit: drop the entries of other instances (an image cloned from a running one). */
+  async pruneOthers(instanceId: string): Promise<void> {
+    const keep = fileFor(this.dir, instanceId);
+    for (const name of await readdir(this.dir).catch(() => [] as string[])) {
+      if (name.endsWith(SUFFIX) && path.join(this.dir, name) !== keep) {
         await unlink(path.join(this.dir, name)).catch(() => undefined);
       }
     }
+  }
+
+  /** Save on its own (stage, commit, prune): for callers outside the boot transaction. */
+  async save(entry: Omit<CachedPayload, 'savedAt' | 'digest'>, now = new Date()): Promise<void> {
+    const txn = new FileTransaction();
+    try {
+      await this.stage(txn, entry, now);
+      await txn.commit();
+    } finally {
+      await txn.discard();
+    }
+    await this.pruneOthers(entry.instanceId);
   }
 }

@@ -16,7 +16,7 @@
  *    set, is a PayloadError: the payload itself is refused, and asking again would not change it.
  */
 import type { KeyObject } from 'node:crypto';
-import { abortableSleep } from '../abortable-sleep';
+import { abortableSleep } from '../io/abortable-sleep';
 import { FetchError, PayloadError } from '../errors';
 import type { Logger } from '../log';
 import { PAYLOAD_USER_AGENT } from '../protocol/payload-http';

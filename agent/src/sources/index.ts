@@ -3,7 +3,7 @@
  * none has anything yet, keep polling until `sources.waitSeconds` have passed: a personality
  * file may be injected after boot.
  */
-import { abortableSleep } from '../abortable-sleep';
+import { abortableSleep } from '../io/abortable-sleep';
 import type { SourceName } from '../config';
 import { NoPointerError, SourceError } from '../errors';
 import { redactUrl } from '../redact';

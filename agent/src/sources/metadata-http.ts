@@ -9,7 +9,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
 import axios, { type AxiosError } from 'axios';
-import { abortableSleep } from '../abortable-sleep';
+import { abortableSleep } from '../io/abortable-sleep';
 import type { NetworkSourceConfig, SourceName } from '../config';
 import { SourceError } from '../errors';
 import { redactUrl } from '../redact';
