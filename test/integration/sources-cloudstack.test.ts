@@ -7,8 +7,9 @@
  * real VR is on port 80).
  */
 import assert from 'node:assert/strict';
-import { utimes } from 'node:fs/promises';
+import { readFile, utimes } from 'node:fs/promises';
 import { test } from 'node:test';
+import { parseConfig } from '../../agent/src/config';
 import { CloudStackSource, fromLeases, type HostLookup } from '../../agent/src/sources/cloudstack';
 import { makeContext, tempRoot, writeInRoot } from '../fixtures/sources/context';
 import { send, startServer } from '../helpers/http-server';
@@ -109,6 +110,18 @@ test('cloudstack: the data-server DNS name comes first, before lease files and t
   assert.deepEqual(asked, ['data-server']);
 });
 
+test('cloudstack: the default lookup is the system resolver (dataServerName localhost, answered by /etc/hosts)', async (t) => {
+  // Only where /etc/hosts itself answers: the test must never make the resolver ask a DNS server.
+  const hosts = await readFile('/etc/hosts', 'utf8').catch(() => '');
+  const nss = await readFile('/etc/nsswitch.conf', 'utf8').catch(() => '');
+  if (!/^\s*127\.0\.0\.1\s+(\S+\s+)*localhost(\s|$)/m.test(hosts)) return t.skip('/etc/hosts does not map localhost to 127.0.0.1');
+  if (!/^hosts:\s*files\b/m.test(nss)) return t.skip('nsswitch.conf does not consult /etc/hosts first');
+  const { root, vr } = await setup(t, '127.0.0.1');
+  const ctx = makeContext({ root, config: { sources: { cloudstack: { ...net, dataServerName: 'localhost', leaseDirs: [], routeFile: null } } } });
+  const r = await new CloudStackSource({ vrPort: vr.port, retryPolicy: FAST }).probe(ctx);
+  assertFoundAt(r, vr.url, 'virtual router from DNS name localhost');
+});
+
 test('cloudstack: no DNS name, no lease: the default gateway from /proc/net/route', async (t) => {
   const { root, vr } = await setup(t, '127.0.0.5');
   await writeInRoot(root, '/var/lib/NetworkManager/internal-4c7d1a0e-eth0.lease', 'ADDRESS=10.1.1.23\n');
@@ -185,4 +198,13 @@ test('cloudstack: config baseUrl overrides the search (no lookup); 404 user-data
   const r = await new CloudStackSource({ retryPolicy: FAST, lookup: () => assert.fail('lookup with baseUrl set') }).probe(ctx);
   assert.deepEqual(r, { status: 'absent', reason: `no user data at ${vr.url}/latest/user-data (404)` });
   assert.deepEqual(vr.requests.map((q) => q.url), ['/latest/user-data']);
+});
+
+test('cloudstack config: the search defaults, and a bad data-server name or route file is refused naming the key', () => {
+  const cs = parseConfig({}).sources.cloudstack;
+  assert.equal(cs.dataServerName, 'data-server');
+  assert.equal(cs.routeFile, '/proc/net/route');
+  assert.ok(cs.leaseDirs.includes('/run/NetworkManager/devices'));
+  assert.throws(() => parseConfig({ sources: { cloudstack: { dataServerName: 'data server' } } }), /sources\.cloudstack\.dataServerName.*DNS name/);
+  assert.throws(() => parseConfig({ sources: { cloudstack: { routeFile: 'proc/net/route' } } }), /sources\.cloudstack\.routeFile.*absolute path/);
 });
