@@ -55,9 +55,16 @@ const schema = object({
       ...networkRules,
     }),
     cloudstack: object({
-      /** null: find the virtual router from the DHCP lease files. */
+      /** null: find the virtual router (DNS name, then lease files, then default gateway; docs/payload.md). */
       baseUrl: optional(nullable(httpUrl()), null),
-      leaseDirs: optional(arrayOf(absPath()), ['/run/systemd/netif/leases', '/var/lib/dhcp', '/var/lib/dhclient', '/var/lib/NetworkManager']),
+      /** Host name CloudStack's VR answers for itself; null skips the lookup. */
+      dataServerName: optional(nullable(str({ pattern: /^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/, hint: 'must be a DNS name' })), 'data-server'),
+      leaseDirs: optional(
+        arrayOf(absPath()),
+        ['/run/systemd/netif/leases', '/run/NetworkManager/devices', '/var/lib/NetworkManager', '/var/lib/dhcp', '/var/lib/dhclient'],
+      ),
+      /** Kernel routing table read for the default-gateway fallback; null skips that fallback. */
+      routeFile: optional(nullable(absPath()), '/proc/net/route'),
       ...networkRules,
     }),
   }),

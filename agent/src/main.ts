@@ -147,7 +147,7 @@ async function commandDiscover(cli: ParsedCli, config: AgentConfig, paths: Roote
     if (r.result.status === 'absent') return { source: r.source, status: 'absent', detail: r.result.reason };
     const d = r.result.discovery;
     const what = d.content.kind === 'url' ? `url ${redactUrl(d.content.url)}` : `user data, ${d.content.bytes.length} bytes`;
-    return { source: r.source, status: 'found', detail: `${what} from ${d.origin}, instance ${d.instanceId}` };
+    return { source: r.source, status: 'found', detail: `${what} from ${d.origin}${d.via ? ` (${d.via})` : ''}, instance ${d.instanceId}` };
   });
   if (cli.json) io.out(JSON.stringify(rows, null, 2) + '\n');
   else {

@@ -20,6 +20,8 @@ export interface Discovery {
   instanceId: string;
   /** Where it was found (file path in the image, or URL without secrets): for logs and `discover`. */
   origin: string;
+  /** How the source got to `origin`, when that is worth saying (CloudStack: where the VR's address came from): for the log and `discover`. */
+  via?: string;
   content: PointerContent;
 }
 
