@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parseConfig } from '../../agent/src/config';
+import { RUN_TERMINAL_EXIT_CODES } from '../../agent/src/daemon/daemon';
 import { requireCommands, requireFile } from '../helpers/env';
 import { BAKE, UNITS, UNIT_SOURCES, bundleBuilt, makeImageRoot, runSh, tempDir } from '../fixtures/packaging/image';
 
@@ -96,6 +97,8 @@ describe('unit contracts other parts rely on', () => {
     has('CacheDirectory=cartridge-agent');
     has('Restart=on-failure');
     has('StartLimitIntervalSec=0');
+    // Terminal exits of `run` are not restarted every 2 s forever (the daemon's own list).
+    has(`RestartPreventExitStatus=${RUN_TERMINAL_EXIT_CODES.join(' ')}`);
     // The bench reads the node flags from this line.
     has('ExecStart=/usr/bin/node --max-semi-space-size=1 --jitless --no-expose-wasm /usr/lib/cartridge-agent/cartridge-agent.js run');
     has('Environment=MALLOC_MMAP_THRESHOLD_=131072');
