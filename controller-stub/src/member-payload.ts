@@ -4,6 +4,7 @@
  * refuse is refused here, at register time, with the agent's error.
  */
 import { buildPayload } from '../../agent/src/payload';
+import { parsePayload } from '../../agent/src/payload/parse';
 import type { PayloadFormat } from '../../agent/src/payload/types';
 import { memberIdFromPayload, sanitizeTopicLevel } from '../../agent/src/protocol/mqtt';
 import { ControllerError, ControllerExit, describeError } from './errors';
@@ -78,4 +79,16 @@ export function preparePayload(text: string, clusterId: string, memberId: string
     );
   }
   return { text, format: payload.format, keys: [...payload.vars.keys()] };
+}
+
+/** MB_USERNAME / MB_PASSWORD of a member's payload, as the agent will log in with them (null: none). */
+export function memberCredentials(m: { payload: string }): { username: string; password: string } | null {
+  try {
+    const vars = new Map(parsePayload(Buffer.from(m.payload), 'auto').entries);
+    const username = vars.get('MB_USERNAME');
+    const password = vars.get('MB_PASSWORD');
+    return username && password ? { username, password } : null;
+  } catch {
+    return null;
+  }
 }
