@@ -28,10 +28,15 @@ function payloadError(message: string): ControllerError {
   return new ControllerError(message, ControllerExit.PAYLOAD);
 }
 
+/** An id that is already what the agent would put on the wire: 1-128 of A-Z a-z 0-9 . _ : @ = - */
+export function isCleanId(value: string): boolean {
+  return value !== '' && sanitizeTopicLevel(value, '') === value;
+}
+
 /** `--cluster` / `--member` become MQTT topic levels and URL path segments: they must already be clean. */
 export function checkMemberIds(clusterId: string, memberId: string): void {
   for (const [flag, value] of [['--cluster', clusterId], ['--member', memberId]] as const) {
-    if (value === '' || sanitizeTopicLevel(value, '') !== value) {
+    if (!isCleanId(value)) {
       throw payloadError(`${flag} ${JSON.stringify(value)} is not a valid id: use 1-128 characters of A-Z a-z 0-9 . _ : @ = -`);
     }
   }
