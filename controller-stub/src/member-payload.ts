@@ -1,16 +1,21 @@
 /**
  * A member's payload as register accepts it (pure): from a file's text or from KEY=VALUE
- * flags, checked with the AGENT's own parser and validator so a payload the agent would
- * refuse is refused here, at register time, with the agent's error.
+ * flags, checked with the AGENT's own parser, name validator, allowlist parser and export
+ * check (imported, not copied) so a payload an agent with the default config would refuse is
+ * refused here, at register time, with the agent's error.
  */
+import { parseConfig } from '../../agent/src/config';
+import { assertExportable } from '../../agent/src/export/exportable';
+import { buildPolicy } from '../../agent/src/firewall/allowlist';
 import { buildPayload } from '../../agent/src/payload';
 import { parsePayload } from '../../agent/src/payload/parse';
 import type { PayloadFormat } from '../../agent/src/payload/types';
 import { memberIdFromPayload, sanitizeTopicLevel } from '../../agent/src/protocol/mqtt';
 import { ControllerError, ControllerExit, describeError } from './errors';
 
-/** The agent's defaults (agent/src/config.ts payload.*): what an image accepts unless its config says more. */
-export const AGENT_PAYLOAD_LIMITS = { maxKeys: 10_000, maxBytes: 1024 * 1024 } as const;
+/** An agent with the default config (agent/src/config.ts): what every image accepts unless its config says more. */
+const AGENT_DEFAULTS = parseConfig({});
+export const AGENT_PAYLOAD_LIMITS = { maxKeys: AGENT_DEFAULTS.payload.maxKeys, maxBytes: AGENT_DEFAULTS.payload.maxBytes } as const;
 
 export interface PreparedPayload {
   /** The exact text served (and signed). */
@@ -70,7 +75,12 @@ export function preparePayload(text: string, clusterId: string, memberId: string
   const bytes = Buffer.from(text, 'utf8');
   let payload;
   try {
+    // The checks the agent's boot makes before it writes anything: names and limits, the
+    // allowlist (PORTS, PORT_MAPPINGS, FIREWALL_ALLOW; every agent with a firewall parses it),
+    // and whether every value can be exported.
     payload = buildPayload(bytes, { format: 'auto', allowNames: opts.allowNames ?? [], ...AGENT_PAYLOAD_LIMITS });
+    buildPolicy(payload.vars, AGENT_DEFAULTS.firewall);
+    assertExportable(payload.vars);
   } catch (err) {
     throw payloadError(`the agent would refuse this payload: ${describeError(err)}`);
   }
