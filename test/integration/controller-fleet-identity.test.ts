@@ -8,7 +8,7 @@
  * never reaches the tracker. The agent's own birth, health, events, will and shutdown still work.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -18,7 +18,7 @@ import { buildBirth, buildOffline, type MemberId } from '../../agent/src/protoco
 import { FleetTracker, type FleetRow } from '../../controller-stub/src/fleet';
 import { ControllerKeys } from '../../controller-stub/src/keys';
 import { MemberStore } from '../../controller-stub/src/members';
-import { renderMosquittoConfig, writeMosquittoConfig } from '../../controller-stub/src/mosquitto-config';
+import { main } from '../../controller-stub/src/cli';
 import { CONTROLLER_MQTT_USER, startController } from '../../controller-stub/src/serve';
 import { SimAgent, waitFor } from '../fixtures/controller/fleet-sim';
 import { makeAgent, Observer, PREFIX, sleep } from '../fixtures/health/agent';
@@ -156,15 +156,19 @@ describe('fleet members cannot impersonate or evict each other', { timeout: 90_0
     const keys = await ControllerKeys.loadOrCreate(stateDir);
     const store = new MemberStore(stateDir, keys.tokenSecret);
     await registerAll(store);
+    // The config as an operator makes it: `cartridge-controller mosquitto-config`, through the CLI.
     const broker = await Mosquitto.start({
       users: {},
       config: async (dir, port) => {
-        const cfg = renderMosquittoConfig({
-          members: store.list(), rules: { topicPrefix: PREFIX, stratosEvents: true }, controllerUsers: ['ctl-1', 'observer'],
-          controllerPassword: 'ctl-pw', listen: { host: '127.0.0.1', port }, dir,
-        });
-        assert.deepEqual(cfg.skipped, []);
-        await writeMosquittoConfig(dir, cfg);
+        writeFileSync(path.join(dir, 'ctl-pw'), 'ctl-pw\n');
+        let out = '';
+        let err = '';
+        const io = { out: (x: string) => void (out += x), err: (x: string) => void (err += x), waitForStop: () => new Promise<string>(() => undefined) };
+        const code = await main(['mosquitto-config', '--state', stateDir, '--out', dir, '--listen', `127.0.0.1:${port}`, '--controller-user', 'ctl-1', '--controller-user', 'observer',
+          '--controller-password-file', path.join(dir, 'ctl-pw'), '--topic-prefix', PREFIX, '--stratos-events'], io);
+        assert.equal(code, 0, err);
+        assert.equal(err, '', 'no member left out');
+        assert.match(out, /3 member\(s\): ma, mc, mb/);
         return [readFileSync(path.join(dir, 'cartridge-mosquitto.conf'), 'utf8')];
       },
     });
