@@ -14,7 +14,7 @@ import { pbkdf2Sync, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { writeFileAtomic } from '../../agent/src/export/atomic-write';
 import { ControllerError, ControllerExit, describeError } from './errors';
-import { memberPublishTopics, memberSubscribeFilters, STRATOS_TOPICS, type MemberAclRules } from './fleet/member-acl';
+import { memberPublishTopics, memberSubscribeFilters, type MemberAclRules } from './fleet/member-acl';
 import { memberCredentials } from './member-payload';
 import type { MemberRecord } from './members';
 

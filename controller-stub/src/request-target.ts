@@ -22,6 +22,7 @@ export interface RequestTarget {
   query: URLSearchParams;
 }
 
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 export function parseRequestTarget(raw: string | undefined): RequestTarget {
