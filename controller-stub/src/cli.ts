@@ -1,5 +1,5 @@
 /**
- * `cartridge-controller serve | register | fleet | terminate`. Argument parsing and output only;
+ * `cartridge-controller serve | register | fleet | terminate | mosquitto-config`. Argument parsing and output only;
  * the work is in serve.ts, members.ts, userdata.ts and http.ts. Results go to stdout, logs
  * (JSON, redacted) and errors to stderr.
  */
@@ -7,13 +7,15 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../../agent/src/log';
+import { DEFAULT_TOPIC_PREFIX } from '../../agent/src/protocol/mqtt';
 import { ControllerError, ControllerExit, describeError } from './errors';
 import { renderFleetTable } from './fleet-table';
 import type { MembersResponse } from './http';
 import { ControllerKeys } from './keys';
 import { payloadFromAssignments } from './member-payload';
 import { MemberStore } from './members';
-import { readServeInfo, startController, type BrokerChoice } from './serve';
+import { renderMosquittoConfig, writeMosquittoConfig } from './mosquitto-config';
+import { CONTROLLER_MQTT_USER, readServeInfo, startController, type BrokerChoice } from './serve';
 import { issueToken, newNonce } from './tokens';
 import { mimeUserData, payloadUrl, personalityContent, plainUserData } from './userdata';
 
@@ -44,6 +46,7 @@ Commands:
   register    register a member and print its personality file and cloud-init user data
   fleet       show the members of the running controller
   terminate   revoke a member's token and clear its retained MQTT topics
+  mosquitto-config   write mosquitto's password file, ACL and listener config for the members
 
 Run 'cartridge-controller <command> --help' for a command's options.
 
@@ -115,6 +118,29 @@ ${STATE_HELP}
 
 ${EXIT_CODES}
 `,
+  'mosquitto-config': `Usage: cartridge-controller mosquitto-config --out DIR [options]
+
+Writes, for an external mosquitto 2.x, the files that give members the same rule as the embedded
+broker with --mqtt-auth: DIR/cartridge-mosquitto.conf (include it from mosquitto.conf), DIR/passwd
+(every live member's MB_USERNAME = member id / MB_PASSWORD, and the controller users) and DIR/acl
+(each member: write its own <prefix>/<cluster>/<member>/status|health|event, read its own status).
+The listener sets use_username_as_clientid, so nobody can connect with another member's client id.
+Run it again after register and terminate, then reload mosquitto (SIGHUP).
+
+Options:
+${STATE_HELP}
+  --out DIR                 where to write the three files
+  --listen HOST:PORT        the members' listener (default 0.0.0.0:1883)
+  --controller-user NAME    a user that may read and write everything under the prefix (repeatable;
+                            default ${CONTROLLER_MQTT_USER}); one per controller replica, since a
+                            client id is its username
+  --controller-password-file F   their password (without it: add them with mosquitto_passwd)
+  --topic-prefix P          MQTT topic prefix (default cartridge/v1)
+  --stratos-events          also let members publish Stratos' instance/status/* events; those
+                            topics name no member, so a member could speak for another there
+
+${EXIT_CODES}
+`,
 };
 
 const COMMON = { state: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
@@ -131,6 +157,10 @@ const OPTIONS = {
   },
   fleet: { ...COMMON, url: { type: 'string' }, json: { type: 'boolean' } },
   terminate: { ...COMMON, url: { type: 'string' }, cluster: { type: 'string' }, member: { type: 'string' } },
+  'mosquitto-config': {
+    ...COMMON, out: { type: 'string' }, listen: { type: 'string' }, 'controller-user': { type: 'string', multiple: true },
+    'controller-password-file': { type: 'string' }, 'topic-prefix': { type: 'string' }, 'stratos-events': { type: 'boolean' },
+  },
 } satisfies Record<string, ParseArgsConfig['options']>;
 type Command = keyof typeof OPTIONS;
 
@@ -150,11 +180,11 @@ function intFlag(value: string | undefined, name: string, fallback: number, min:
   return Number(value);
 }
 
-export function parseHostPort(text: string): { host: string; port: number } {
+export function parseHostPort(text: string, flag = '--http'): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(text);
-  if (!m) throw usage(`--http must be HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080), got ${JSON.stringify(text)}`);
+  if (!m) throw usage(`${flag} must be HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080), got ${JSON.stringify(text)}`);
   const port = Number(m[3]);
-  if (port > 65535) throw usage(`--http port ${port} is not a TCP port`);
+  if (port > 65535) throw usage(`${flag} port ${port} is not a TCP port`);
   return { host: (m[1] ?? m[2]) as string, port };
 }
 
@@ -177,7 +207,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     return command === undefined ? ControllerExit.USAGE : ControllerExit.OK;
   }
   try {
-    if (!(command in OPTIONS)) throw usage(`unknown command ${JSON.stringify(command)}; commands: serve, register, fleet, terminate`);
+    if (!(command in OPTIONS)) throw usage(`unknown command ${JSON.stringify(command)}; commands: serve, register, fleet, terminate, mosquitto-config`);
     const cmd = command as Command;
     let values: Record<string, unknown>;
     try {
@@ -192,6 +222,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     if (cmd === 'serve') return await serve(values, io);
     if (cmd === 'register') return await register(values, io);
     if (cmd === 'fleet') return await fleet(values, io);
+    if (cmd === 'mosquitto-config') return await mosquittoConfig(values, io);
     return await terminate(values, io);
   } catch (err) {
     if (err instanceof ControllerError) {
@@ -340,5 +371,30 @@ async function terminate(values: Record<string, unknown>, io: CliIo): Promise<nu
   if (status === 502) throw new ControllerError(`token revoked, but ${body.error ?? 'clearing the retained topics failed'}`, ControllerExit.UNREACHABLE);
   if (status !== 200) throw new ControllerError(`terminate answered ${status}: ${(body.error ?? text).trim()}`, ControllerExit.UNREACHABLE);
   io.out(`terminated ${clusterId}/${memberId}: token revoked${body.retainedCleared ? ', retained topics cleared' : ''}\n`);
+  return ControllerExit.OK;
+}
+
+async function mosquittoConfig(values: Record<string, unknown>, io: CliIo): Promise<number> {
+  const out = path.resolve(required(values, 'out'));
+  const listen = parseHostPort((values.listen as string | undefined) ?? '0.0.0.0:1883', '--listen');
+  const passwordFile = values['controller-password-file'] as string | undefined;
+  const controllerPassword = passwordFile === undefined ? null : readText(passwordFile, '--controller-password-file').replace(/\r?\n$/, '');
+  if (controllerPassword === '') throw usage(`--controller-password-file ${passwordFile} is empty`);
+  const stateDir = stateDirOf(values);
+  const keys = await ControllerKeys.loadOrCreate(stateDir);
+  const cfg = renderMosquittoConfig({
+    members: new MemberStore(stateDir, keys.tokenSecret).list(),
+    rules: { topicPrefix: (values['topic-prefix'] as string | undefined) ?? DEFAULT_TOPIC_PREFIX, stratosEvents: values['stratos-events'] === true },
+    controllerUsers: (values['controller-user'] as string[] | undefined) ?? [CONTROLLER_MQTT_USER],
+    controllerPassword,
+    listen,
+    dir: out,
+  });
+  const files = await writeMosquittoConfig(out, cfg);
+  for (const s of cfg.skipped) io.err(`cartridge-controller: member ${s.memberId} left out (it cannot log in): ${s.why}\n`);
+  io.out(
+    `wrote ${files.join(', ')}\n${cfg.members.length} member(s): ${cfg.members.join(', ') || '(none)'}\n` +
+      `Include ${files[2]} from mosquitto.conf (make passwd and acl readable by the mosquitto user), then reload mosquitto.\n`,
+  );
   return ControllerExit.OK;
 }

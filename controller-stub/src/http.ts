@@ -15,7 +15,9 @@ import { ControllerError, ControllerExit, describeError } from './errors';
 import type { FleetMetrics, FleetRow, MemberState } from './fleet';
 import type { ControllerKeys } from './keys';
 import type { MemberRecord, MemberStore } from './members';
-import { newPayloadCounters, renderMetrics, type PayloadResult } from './metrics';
+import { isCleanId } from './member-payload';
+import { newHttpErrorCounters, newPayloadCounters, renderMetrics, type PayloadResult } from './metrics';
+import { BadRequestError, parseRequestTarget } from './request-target';
 import { admitToken, verifyToken, type TokenRefusal } from './tokens';
 
 /** What http needs of the FleetTracker (structural, so tests can hand in a fake). */
@@ -100,16 +102,34 @@ const CONTENT_TYPE_OF_FORMAT: Record<string, string> = {
 export class ControllerHttp {
   readonly server: http.Server;
   readonly payloadRequests = newPayloadCounters();
+  readonly httpErrors = newHttpErrorCounters();
   private readonly now: () => number;
 
   constructor(private readonly deps: ControllerHttpDeps) {
     this.now = deps.now ?? Date.now;
     this.server = http.createServer((req, res) => {
       this.route(req, res).catch((err) => {
-        deps.log.error({ err: describeError(err), path: req.url?.split('?')[0] }, 'request failed');
-        if (!res.headersSent) send(res, 500, 'internal error; see the controller log\n');
-        else res.destroy();
+        const bad = err instanceof BadRequestError;
+        const status = bad ? '400' : '500';
+        this.httpErrors[status] = (this.httpErrors[status] ?? 0) + 1;
+        if (req.url?.startsWith('/payload/')) this.payloadRequests.error++;
+        const where = (req.url ?? '').split('?')[0]?.slice(0, 200);
+        if (bad) deps.log.warn({ path: where }, `bad request: ${err.message}`);
+        else deps.log.error({ err: describeError(err), path: where }, 'request failed');
+        if (res.headersSent) res.destroy();
+        else if (bad) send(res, 400, `bad request: ${err.message}\n`);
+        else send(res, 500, 'internal error; see the controller log\n');
       });
+    });
+    // What node's parser refuses (a raw NUL in the request line, oversized headers) is answered
+    // here as node would, but counted.
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ECONNRESET' || !socket.writable) return socket.destroy();
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431' : '400';
+      this.httpErrors[status] = (this.httpErrors[status] ?? 0) + 1;
+      deps.log.warn({ code: err.code }, `bad request: ${err.message}`);
+      const reason = status === '431' ? 'Request Header Fields Too Large' : 'Bad Request';
+      socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nbad request: the HTTP request could not be parsed\n`);
     });
     // Agents fetch once per boot; idle keep-alive sockets only hold shutdown up.
     this.server.keepAliveTimeout = 1000;
@@ -140,11 +160,12 @@ export class ControllerHttp {
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://controller');
-    const parts = url.pathname.split('/').filter(Boolean).map((p) => decodeURIComponent(p));
+    const { pathname, parts, query } = parseRequestTarget(req.url);
+    const url = { pathname, searchParams: query };
     const method = req.method ?? 'GET';
     if (parts[0] === 'payload' && parts.length === 2) {
       if (method !== 'GET') return send(res, 405, 'use GET\n', { allow: 'GET' });
+      if (!isCleanId(parts[1] as string)) throw new BadRequestError('the path does not name a member id (1-128 characters of A-Z a-z 0-9 . _ : @ = -)');
       return this.servePayload(parts[1] as string, url.searchParams.get('token'), res);
     }
     if (url.pathname === '/api/members') {
@@ -173,6 +194,7 @@ export class ControllerHttp {
       fleet: this.deps.fleet?.metrics() ?? null,
       registered: { active: members.length - terminated, terminated },
       payloadRequests: this.payloadRequests,
+      httpErrors: this.httpErrors,
     });
   }
 

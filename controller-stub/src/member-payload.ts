@@ -1,15 +1,21 @@
 /**
  * A member's payload as register accepts it (pure): from a file's text or from KEY=VALUE
- * flags, checked with the AGENT's own parser and validator so a payload the agent would
- * refuse is refused here, at register time, with the agent's error.
+ * flags, checked with the AGENT's own parser, name validator, allowlist parser and export
+ * check (imported, not copied) so a payload an agent with the default config would refuse is
+ * refused here, at register time, with the agent's error.
  */
+import { parseConfig } from '../../agent/src/config';
+import { assertExportable } from '../../agent/src/export/exportable';
+import { buildPolicy } from '../../agent/src/firewall/allowlist';
 import { buildPayload } from '../../agent/src/payload';
+import { parsePayload } from '../../agent/src/payload/parse';
 import type { PayloadFormat } from '../../agent/src/payload/types';
 import { memberIdFromPayload, sanitizeTopicLevel } from '../../agent/src/protocol/mqtt';
 import { ControllerError, ControllerExit, describeError } from './errors';
 
-/** The agent's defaults (agent/src/config.ts payload.*): what an image accepts unless its config says more. */
-export const AGENT_PAYLOAD_LIMITS = { maxKeys: 10_000, maxBytes: 1024 * 1024 } as const;
+/** An agent with the default config (agent/src/config.ts): what every image accepts unless its config says more. */
+const AGENT_DEFAULTS = parseConfig({});
+export const AGENT_PAYLOAD_LIMITS = { maxKeys: AGENT_DEFAULTS.payload.maxKeys, maxBytes: AGENT_DEFAULTS.payload.maxBytes } as const;
 
 export interface PreparedPayload {
   /** The exact text served (and signed). */
@@ -27,10 +33,15 @@ function payloadError(message: string): ControllerError {
   return new ControllerError(message, ControllerExit.PAYLOAD);
 }
 
+/** An id that is already what the agent would put on the wire: 1-128 of A-Z a-z 0-9 . _ : @ = - */
+export function isCleanId(value: string): boolean {
+  return value !== '' && sanitizeTopicLevel(value, '') === value;
+}
+
 /** `--cluster` / `--member` become MQTT topic levels and URL path segments: they must already be clean. */
 export function checkMemberIds(clusterId: string, memberId: string): void {
   for (const [flag, value] of [['--cluster', clusterId], ['--member', memberId]] as const) {
-    if (value === '' || sanitizeTopicLevel(value, '') !== value) {
+    if (!isCleanId(value)) {
       throw payloadError(`${flag} ${JSON.stringify(value)} is not a valid id: use 1-128 characters of A-Z a-z 0-9 . _ : @ = -`);
     }
   }
@@ -64,7 +75,12 @@ export function preparePayload(text: string, clusterId: string, memberId: string
   const bytes = Buffer.from(text, 'utf8');
   let payload;
   try {
+    // The checks the agent's boot makes before it writes anything: names and limits, the
+    // allowlist (PORTS, PORT_MAPPINGS, FIREWALL_ALLOW; every agent with a firewall parses it),
+    // and whether every value can be exported.
     payload = buildPayload(bytes, { format: 'auto', allowNames: opts.allowNames ?? [], ...AGENT_PAYLOAD_LIMITS });
+    buildPolicy(payload.vars, AGENT_DEFAULTS.firewall);
+    assertExportable(payload.vars);
   } catch (err) {
     throw payloadError(`the agent would refuse this payload: ${describeError(err)}`);
   }
@@ -78,4 +94,16 @@ export function preparePayload(text: string, clusterId: string, memberId: string
     );
   }
   return { text, format: payload.format, keys: [...payload.vars.keys()] };
+}
+
+/** MB_USERNAME / MB_PASSWORD of a member's payload, as the agent will log in with them (null: none). */
+export function memberCredentials(m: { payload: string }): { username: string; password: string } | null {
+  try {
+    const vars = new Map(parsePayload(Buffer.from(m.payload), 'auto').entries);
+    const username = vars.get('MB_USERNAME');
+    const password = vars.get('MB_PASSWORD');
+    return username && password ? { username, password } : null;
+  } catch {
+    return null;
+  }
 }

@@ -13,6 +13,13 @@ export interface MetricsInput {
   fleet: FleetMetrics | null;
   registered: { active: number; terminated: number };
   payloadRequests: Readonly<Record<PayloadResult, number>>;
+  /** Requests answered with an error status the client did not earn by a rule (400 malformed, 500 ours), by status. */
+  httpErrors?: Readonly<Record<string, number>>;
+}
+
+/** The statuses counted in cartridge_controller_http_errors_total (all present from the start). */
+export function newHttpErrorCounters(): Record<string, number> {
+  return { '400': 0, '431': 0, '500': 0 };
 }
 
 export function newPayloadCounters(): Record<PayloadResult, number> {
@@ -35,6 +42,10 @@ export function renderMetrics(m: MetricsInput): string {
   ]);
   family(out, 'cartridge_controller_payload_requests_total', 'counter', 'Payload requests by result.',
     Object.entries(m.payloadRequests).map(([result, n]) => [{ result }, n]));
+  if (m.httpErrors) {
+    family(out, 'cartridge_controller_http_errors_total', 'counter', 'Requests refused as malformed (400, 431) or failed inside the controller (500).',
+      Object.entries(m.httpErrors).map(([status, n]) => [{ status }, n]));
+  }
   if (m.fleet) {
     family(out, 'cartridge_controller_members', 'gauge', 'Tracked members by fleet state.',
       Object.entries(m.fleet.membersByState).map(([state, n]) => [{ state }, n]));

@@ -9,13 +9,13 @@ import { readFileSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../../agent/src/io/staged-write';
 import type { Logger } from '../../agent/src/log';
-import { parsePayload } from '../../agent/src/payload/parse';
 import { DEFAULT_TOPIC_PREFIX } from '../../agent/src/protocol/mqtt';
 import { ControllerError, ControllerExit, describeError } from './errors';
-import { EmbeddedBroker, FleetTracker } from './fleet';
+import { EmbeddedBroker, FleetTracker, type BrokerLogin } from './fleet';
 import { ControllerHttp } from './http';
 import { ControllerKeys } from './keys';
-import { MemberStore, type MemberRecord } from './members';
+import { memberCredentials } from './member-payload';
+import { MemberStore } from './members';
 
 export const SERVE_INFO_FILE = 'serve.json';
 /** The tracker's username on the embedded broker when --mqtt-auth is on (its password: the admin token). */
@@ -64,18 +64,6 @@ export function defaultPublicUrl(httpUrl: string): string {
   return url.toString().replace(/\/$/, '');
 }
 
-/** MB_USERNAME / MB_PASSWORD of a live member's payload, as the agent will log in with them. */
-function memberCredentials(m: MemberRecord): { username: string; password: string } | null {
-  try {
-    const vars = new Map(parsePayload(Buffer.from(m.payload), 'auto').entries);
-    const username = vars.get('MB_USERNAME');
-    const password = vars.get('MB_PASSWORD');
-    return username && password ? { username, password } : null;
-  } catch {
-    return null;
-  }
-}
-
 function same(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
@@ -97,18 +85,19 @@ export async function startController(opts: ServeOptions): Promise<RunningContro
     let trackerAuth: { username?: string; password?: string } = {};
     if (opts.broker.kind === 'embedded') {
       const auth = opts.broker.auth;
-      // Members log in with their payload's MB_USERNAME (= member id, for the ACL) and MB_PASSWORD;
-      // a terminated member cannot log in again.
-      const authenticate = (username: string, password: string): boolean => {
-        if (username === CONTROLLER_MQTT_USER) return same(password, keys.adminToken);
+      // Members log in with their payload's MB_USERNAME (= member id, for the ACL) and MB_PASSWORD,
+      // as the member of the cluster they were registered in; a terminated member cannot log in again.
+      const authenticate = (username: string, password: string): BrokerLogin | null => {
+        if (username === CONTROLLER_MQTT_USER) return same(password, keys.adminToken) ? { role: 'superuser' } : null;
         const m = store.get(username);
         const creds = m && m.terminatedAt === null ? memberCredentials(m) : null;
-        return creds !== null && creds.username === username && same(password, creds.password);
+        const ok = m !== undefined && creds !== null && creds.username === username && same(password, creds.password);
+        return ok ? { role: 'member', clusterId: m.clusterId, memberId: m.memberId } : null;
       };
       const broker = await EmbeddedBroker.start({
         host: opts.broker.host,
         port: opts.broker.port,
-        ...(auth ? { authenticate, acl: { topicPrefix, superusers: [CONTROLLER_MQTT_USER] } } : {}),
+        ...(auth ? { authenticate, acl: { topicPrefix } } : {}),
       });
       cleanups.push(() => broker.close());
       brokerUrl = broker.url.replace('//0.0.0.0:', '//127.0.0.1:');

@@ -88,8 +88,8 @@ describe('EmbeddedBroker auth and member ACL', { timeout: 30_000 }, () => {
   it('refuses bad credentials, keeps members to their own topics (wills included), lets the controller read all', async () => {
     const broker = await EmbeddedBroker.start({
       port: 0,
-      authenticate: (u, p) => users[u] !== undefined && users[u] === p,
-      acl: { topicPrefix: PREFIX, superusers: ['controller'] },
+      authenticate: (u, p) => (users[u] === undefined || users[u] !== p ? null : u === 'controller' ? { role: 'superuser' } : { role: 'member', clusterId: 'c1', memberId: u }),
+      acl: { topicPrefix: PREFIX },
     });
     const tracker = new FleetTracker({ brokerUrl: broker.url, username: 'controller', password: 'ctl-pw', topicPrefix: PREFIX, log: silentLogger() });
     const agents: SimAgent[] = [];
@@ -100,7 +100,7 @@ describe('EmbeddedBroker auth and member ACL', { timeout: 30_000 }, () => {
       );
       await assert.rejects(mqtt.connectAsync(broker.url, { reconnectPeriod: 0 }), /Bad username or password|Not authorized/i, 'anonymous refused');
       const asMember = new FleetTracker({ brokerUrl: broker.url, username: 'm1', password: 'm1-pw', topicPrefix: PREFIX, log: silentLogger() });
-      await assert.rejects(asMember.start(), /Subscribe error|refused subscriptions/, 'a tracker that may not subscribe fails to start');
+      await assert.rejects(asMember.start(), /Identifier rejected/, 'a member cannot even connect as a tracker (its client id is not its member id)');
       await tracker.start();
       const session = Date.now();
       const m1 = await SimAgent.connect({ url: broker.url, id: { clusterId: 'c1', memberId: 'm1' }, session, username: 'm1', password: 'm1-pw' });
@@ -110,7 +110,7 @@ describe('EmbeddedBroker auth and member ACL', { timeout: 30_000 }, () => {
       // m2's credentials, but claiming to be m1 in its birth and its will: aedes drops the
       // connection at the refused birth, and the will (also on m1's topic, session + 1) is
       // refused too, or m1 would now be OFFLINE.
-      const liar = await SimAgent.connect({ url: broker.url, id: { clusterId: 'c1', memberId: 'm1' }, session: session + 1, username: 'm2', password: 'm2-pw', extra: { clientId: 'liar' } }).catch((e: Error) => e);
+      const liar = await SimAgent.connect({ url: broker.url, id: { clusterId: 'c1', memberId: 'm1' }, session: session + 1, username: 'm2', password: 'm2-pw', extra: { clientId: 'm2' } }).catch((e: Error) => e);
       assert.ok(liar instanceof Error && /closed before the birth was acknowledged/.test(liar.message), `the liar's birth was refused (${String(liar)})`);
       // The real m2 publishes fine; the tracker sees it, so the liar had time to land if it could.
       const m2 = await SimAgent.connect({ url: broker.url, id: { clusterId: 'c1', memberId: 'm2' }, session, username: 'm2', password: 'm2-pw' });
@@ -121,12 +121,15 @@ describe('EmbeddedBroker auth and member ACL', { timeout: 30_000 }, () => {
       assert.equal(m1row?.state, 'ONLINE');
       assert.equal(m1row?.session, session, 'the liar\'s birth (session + 1) was refused');
 
-      const sub = await mqtt.connectAsync(broker.url, { username: 'm1', password: 'm1-pw', reconnectPeriod: 0, clientId: 'm1-sub' });
+      // A member's client id is its member id: m1 goes away first, or this would take over its session.
+      await m1.shutdown();
+      await assert.rejects(mqtt.connectAsync(broker.url, { username: 'm1', password: 'm1-pw', reconnectPeriod: 0, clientId: 'm1-sub' }), /Identifier rejected/i, 'not its own client id');
+      const sub = await mqtt.connectAsync(broker.url, { username: 'm1', password: 'm1-pw', reconnectPeriod: 0, clientId: 'm1' });
       try {
         // A member may read only its own status; refused filters come back as 0x80 in the SUBACK.
-        const granted = await sub.subscribeAsync(`${PREFIX}/+/m1/status`, { qos: 1 });
+        const granted = await sub.subscribeAsync(`${PREFIX}/c1/m1/status`, { qos: 1 });
         assert.deepEqual(granted.map((g) => g.qos), [1]);
-        for (const filter of [`${PREFIX}/c1/m2/status`, `${PREFIX}/#`, `${PREFIX}/c1/m1/health`]) {
+        for (const filter of [`${PREFIX}/+/m1/status`, `${PREFIX}/c1/m2/status`, `${PREFIX}/#`, `${PREFIX}/c1/m1/health`]) {
           await assert.rejects(sub.subscribeAsync(filter), (e: Error & { packet?: { granted?: number[] } }) => e.packet?.granted?.[0] === 128, filter);
         }
         assert.ok(sub.connected, 'a refused subscription does not cost the connection');

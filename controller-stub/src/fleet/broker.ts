@@ -4,39 +4,31 @@
  * has no `$share`: agents pointed at it must set health.protocolVersion "3.1.1", and the
  * FleetTracker uses plain subscriptions (no shareGroup). Scaling out means an external broker.
  *
- * Optional access control, the same rule as the mosquitto ACL in the docs
- * (`pattern write <prefix>/+/%u/#`, `pattern read <prefix>/+/%u/status`): with `authenticate`
- * set, every client must log in; with `acl` set too, a member (any user not in
- * acl.superusers) may publish, its last will included, only under
- * `<prefix>/<cluster>/<its username>/` and subscribe only to its own status topics.
+ * Optional access control (member-acl.ts, the same rule as the generated mosquitto config):
+ * with `authenticate` set, every client must log in, and the login says who it is (an operator
+ * or a member of a cluster); with `acl` set too, a member must connect with its own member id
+ * as client id — a CONNECT with another's is refused before aedes looks at the existing
+ * session, so it cannot take it over or fire its will — and may publish (its will included)
+ * and subscribe only under its own `<prefix>/<cluster>/<member>/`.
  */
 import net from 'node:net';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import { mayPublish, maySubscribe, mayUseClientId, type BrokerLogin, type MemberAclRules } from './member-acl';
 
 export interface EmbeddedBrokerOptions {
   port: number;
   host?: string;
-  /** username, password → allowed? Without it anyone may connect. */
-  authenticate?: (username: string, password: string) => boolean;
-  acl?: { topicPrefix: string; superusers: string[] };
+  /** username, password → who logged in, or null (refused). Without it anyone may connect. */
+  authenticate?: (username: string, password: string) => BrokerLogin | null;
+  acl?: MemberAclRules;
 }
 
-/** Pure: may `username` (a member) publish to / subscribe to `topic`? */
-export function memberMayPublish(prefix: string, username: string, topic: string): boolean {
-  if (!topic.startsWith(`${prefix}/`)) return false;
-  const parts = topic.slice(prefix.length + 1).split('/');
-  return parts.length === 3 && parts[0] !== '' && parts[1] === username && ['status', 'health', 'event'].includes(parts[2] ?? '');
-}
-
-export function memberMaySubscribe(prefix: string, username: string, filter: string): boolean {
-  if (!filter.startsWith(`${prefix}/`)) return false;
-  const parts = filter.slice(prefix.length + 1).split('/');
-  // `+` for the cluster is allowed (an agent may not know it is read), the member must be itself.
-  return parts.length === 3 && parts[0] !== '' && parts[0] !== '#' && parts[1] === username && parts[2] === 'status';
-}
+/** CONNACK return codes (MQTT 3.1.1). */
+const IDENTIFIER_REJECTED = 2;
+const BAD_CREDENTIALS = 4;
 
 export class EmbeddedBroker {
-  private readonly usernames = new WeakMap<Client, string>();
+  private readonly logins = new WeakMap<Client, BrokerLogin>();
 
   private constructor(
     private readonly aedes: Aedes,
@@ -85,34 +77,32 @@ export class EmbeddedBroker {
 
   private secure(opts: EmbeddedBrokerOptions): void {
     const { authenticate, acl } = opts;
+    const refuse = (message: string, returnCode: number): AuthenticateError => Object.assign(new Error(message), { returnCode }) as AuthenticateError;
     if (authenticate) {
       this.aedes.authenticate = (client, username, password, done) => {
-        let ok = false;
+        let login: BrokerLogin | null = null;
         try {
-          ok = username !== undefined && password !== undefined && authenticate(username, password.toString('utf8'));
+          login = username !== undefined && password !== undefined ? authenticate(username, password.toString('utf8')) : null;
         } catch {
-          ok = false; // a throwing callback must not let anyone in
+          login = null; // a throwing callback must not let anyone in
         }
-        if (ok && username !== undefined) {
-          this.usernames.set(client, username);
-          return done(null, true);
-        }
-        const err = Object.assign(new Error('bad username or password'), { returnCode: 4 }) as AuthenticateError;
-        done(err, false);
+        if (!login) return done(refuse('bad username or password', BAD_CREDENTIALS), false);
+        if (acl && !mayUseClientId(login, client.id)) return done(refuse(`client id ${client.id} is not ${username}'s`, IDENTIFIER_REJECTED), false);
+        this.logins.set(client, login);
+        done(null, true);
       };
     }
     if (!acl) return;
-    const superusers = new Set(acl.superusers);
-    const who = (client: Client | null): string | null | undefined => (client ? this.usernames.get(client) : null);
+    // null client: the broker itself (e.g. $SYS); undefined login: no authenticate hook.
+    const who = (client: Client | null): BrokerLogin | null | undefined => (client ? this.logins.get(client) : null);
     this.aedes.authorizePublish = (client, packet, done) => {
-      const user = who(client);
-      if (user === null || (user !== undefined && superusers.has(user))) return done(null); // the broker itself, or an operator
-      if (user !== undefined && memberMayPublish(acl.topicPrefix, user, packet.topic)) return done(null);
-      done(new Error(`${user ?? 'anonymous'} may not publish to ${packet.topic}`));
+      const login = who(client);
+      if (login === null || (login !== undefined && mayPublish(acl, login, packet.topic))) return done(null);
+      done(new Error(`${client?.id ?? 'anonymous'} may not publish to ${packet.topic}`));
     };
     this.aedes.authorizeSubscribe = (client, sub, done) => {
-      const user = who(client);
-      if (user !== null && user !== undefined && (superusers.has(user) || memberMaySubscribe(acl.topicPrefix, user, sub.topic))) return done(null, sub);
+      const login = who(client);
+      if (login !== null && login !== undefined && maySubscribe(acl, login, sub.topic)) return done(null, sub);
       done(null, null); // a refused filter in the SUBACK (0x80); an error would drop the connection
     };
   }
