@@ -21,6 +21,8 @@ function tempDir(): string {
 const secret = Buffer.alloc(32, 7);
 const PAYLOAD = 'CLUSTER_ID=php.shop,MEMBER_ID=m1,PORTS=80|443,DB_PASSWORD=s3cr3t\n';
 const opts = { ttlSeconds: 3600, singleUse: false };
+/** A token fetch without an instance id: spends a single-use token, issues no credential. */
+const spend = (s: MemberStore, memberId: string, nonce: string) => s.recordTokenFetch(memberId, nonce, null).then((r) => r.admitted);
 const exitOf = (code: number) => (err: unknown) => err instanceof ControllerError && err.exitCode === code;
 
 test('store: register persists the member (0600 file), issues a verifiable token, survives a new instance', async () => {
@@ -63,11 +65,11 @@ test('store: single-use tokens are spent once, also across store instances', asy
   const a = new MemberStore(dir, secret);
   const b = new MemberStore(dir, secret);
   const reg = await a.register('php.shop', 'm1', PAYLOAD, { ttlSeconds: 60, singleUse: true });
-  const results = await Promise.all([a.markTokenUsed('m1', reg.record.token.nonce), b.markTokenUsed('m1', reg.record.token.nonce), a.markTokenUsed('m1', reg.record.token.nonce)]);
+  const results = await Promise.all([spend(a, 'm1', reg.record.token.nonce), spend(b, 'm1', reg.record.token.nonce), spend(a, 'm1', reg.record.token.nonce)]);
   assert.deepEqual(results.filter(Boolean).length, 1, `exactly one use wins: ${results}`);
   assert.notEqual(new MemberStore(dir, secret).get('m1')?.token.usedAt, null);
-  assert.equal(await a.markTokenUsed('m1', 'some-other-nonce'), false);
-  assert.equal(await a.markTokenUsed('nope', reg.record.token.nonce), false);
+  assert.equal(await spend(a, 'm1', 'some-other-nonce'), false);
+  assert.equal(await spend(a, 'nope', reg.record.token.nonce), false);
 });
 
 test('store: concurrent registers from two instances lose nothing (lock file)', async () => {
@@ -89,7 +91,7 @@ test('store: a stale lock of a dead process is broken; terminate marks the membe
   const t = await store.terminate('php.shop', 'm1');
   assert.equal(t.terminatedAt, 42);
   assert.equal(store.get('m1')?.terminatedAt, 42);
-  assert.equal(await store.markTokenUsed('m1', t.token.nonce), false, 'a terminated member spends nothing');
+  assert.equal(await spend(store, 'm1', t.token.nonce), false, 'a terminated member spends nothing');
   await assert.rejects(store.terminate('other', 'm1'), exitOf(ControllerExit.NOT_FOUND));
   await assert.rejects(store.terminate('php.shop', 'nope'), /no member php\.shop\/nope is registered/);
 });

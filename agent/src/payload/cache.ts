@@ -16,6 +16,8 @@ export interface CachedPayload {
   digest: string;
   /** Where it came from, redacted (no tokens). */
   origin: string;
+  /** Hex SHA-256 of the full pointer URL it was fetched from (see ./credential); absent for inline payloads and older entries. */
+  urlDigest?: string;
   savedAt: string;
 }
 
@@ -24,6 +26,7 @@ interface CacheFileV1 {
   instanceId: string;
   digest: string;
   origin: string;
+  urlDigest?: string;
   savedAt: string;
   bytesBase64: string;
 }
@@ -53,7 +56,8 @@ export class PayloadCache {
     const digest = createHash('sha256').update(bytes).digest('hex');
     // A corrupted entry is treated as absent rather than exported.
     if (digest !== parsed.digest) return null;
-    return { instanceId, bytes, digest, origin: parsed.origin ?? '', savedAt: parsed.savedAt ?? '' };
+    const urlDigest = typeof parsed.urlDigest === 'string' ? parsed.urlDigest : undefined;
+    return { instanceId, bytes, digest, origin: parsed.origin ?? '', ...(urlDigest ? { urlDigest } : {}), savedAt: parsed.savedAt ?? '' };
   }
 
   /** Save atomically (0600) and drop entries of other instances. */
@@ -64,6 +68,7 @@ export class PayloadCache {
       instanceId: entry.instanceId,
       digest,
       origin: entry.origin,
+      ...(entry.urlDigest ? { urlDigest: entry.urlDigest } : {}),
       savedAt: now.toISOString(),
       bytesBase64: entry.bytes.toString('base64'),
     };
