@@ -104,6 +104,38 @@ test('store: a corrupt members.json is a STATE error naming the file', () => {
   assert.throws(() => new MemberStore(dir, secret).list(), /members\.json is not valid JSON/);
 });
 
+test('store: a token fetch naming its instance records a credential (hash only, on disk); terminate and re-register revoke it', async () => {
+  const dir = tempDir();
+  const store = new MemberStore(dir, secret, { now: () => 77 });
+  const reg = await store.register('php.shop', 'm1', PAYLOAD, { ttlSeconds: 60, singleUse: true });
+  const got = await store.recordTokenFetch('m1', reg.record.token.nonce, 'i-1');
+  assert.equal(got.admitted, true);
+  assert.match(got.credential ?? '', /^[A-Za-z0-9_-]{43}$/);
+  const onDisk = readFileSync(path.join(dir, MEMBERS_FILE), 'utf8');
+  assert.equal(onDisk.includes(got.credential as string), false, 'members.json holds no credential');
+  const reloaded = new MemberStore(dir, secret).get('m1');
+  assert.deepEqual(reloaded?.credentials.map((c) => [c.instanceId, c.issuedAt]), [['i-1', 77]]);
+  assert.equal(reloaded?.token.usedAt, 77, 'the single-use token was spent in the same change');
+  assert.deepEqual(await store.recordTokenFetch('m1', reg.record.token.nonce, 'i-2'), { admitted: false, credential: null }, 'a spent token issues nothing');
+
+  await store.terminate('php.shop', 'm1');
+  assert.deepEqual(store.get('m1')?.credentials, [], 'terminate drops every credential');
+
+  const multi = await store.register('php.shop', 'm1', PAYLOAD, opts);
+  assert.ok((await store.recordTokenFetch('m1', multi.record.token.nonce, 'i-1')).credential, 'multi-use tokens issue credentials too');
+  await store.register('php.shop', 'm1', PAYLOAD, opts);
+  assert.deepEqual(store.get('m1')?.credentials, [], 're-registering replaces the token and its credentials');
+});
+
+test('store: members.json from before credentials loads; a damaged credentials list is a STATE error', () => {
+  const dir = tempDir();
+  const member = { clusterId: 'c', memberId: 'm1', payload: 'X=1', format: 'dotenv', registeredAt: 1, terminatedAt: null, token: { nonce: 'n', expiresAtS: 9, singleUse: false, usedAt: null } };
+  writeFileSync(path.join(dir, MEMBERS_FILE), JSON.stringify({ version: 1, members: [member] }));
+  assert.deepEqual(new MemberStore(dir, secret).get('m1')?.credentials, []);
+  writeFileSync(path.join(dir, MEMBERS_FILE), JSON.stringify({ version: 1, members: [{ ...member, credentials: [{ instanceId: 'i', sha256: 'zz', issuedAt: 1 }] }] }));
+  assert.throws(() => new MemberStore(dir, secret).list(), (e: unknown) => exitOf(ControllerExit.STATE)(e) && /member #1 \(m1\) has a damaged credentials list/.test((e as Error).message));
+});
+
 test('register: the agent\'s parser refuses bad payloads with its own error; ids must match the payload', async () => {
   const store = new MemberStore(tempDir(), secret);
   await assert.rejects(store.register('c', 'm1', 'CLUSTER_ID=c,MEMBER_ID=m1,LD_PRELOAD=/x.so\n', opts), (e: unknown) =>
