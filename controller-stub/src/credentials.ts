@@ -69,15 +69,16 @@ export function checkCredential(
   if (instanceId === null) {
     return { ok: false, reason: 'no-instance-id', detail: 'a credential was sent without the instance id it belongs to' };
   }
+  const unknown: CredentialCheck = { ok: false, reason: 'unknown-credential', detail: `the credential is not one this controller holds for ${member.memberId}` };
+  // The form is public; only the comparison with what is stored must not leak through timing.
+  if (!CREDENTIAL_PATTERN.test(presented)) return unknown;
   const given = Buffer.from(hashCredential(presented), 'hex');
   let match: CredentialRecord | undefined;
   for (const record of member.credentials) {
     const stored = Buffer.from(record.sha256, 'hex');
-    if (stored.length === given.length && timingSafeEqual(stored, given) && CREDENTIAL_PATTERN.test(presented)) match = record;
+    if (stored.length === given.length && timingSafeEqual(stored, given)) match = record;
   }
-  if (!match) {
-    return { ok: false, reason: 'unknown-credential', detail: `the credential is not one this controller holds for ${member.memberId}` };
-  }
+  if (!match) return unknown;
   if (match.instanceId !== instanceId) {
     return { ok: false, reason: 'wrong-instance', detail: 'the credential was issued to another instance of this member' };
   }
