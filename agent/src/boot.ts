@@ -22,6 +22,7 @@ import type { FirewallState } from './firewall/types';
 import type { Logger } from './log';
 import type { RootedPaths } from './paths';
 import { PayloadCache } from './payload/cache';
+import { cacheForSpentToken, CREDENTIAL_FILE, CredentialFile, pointerUrlDigest } from './payload/credential';
 import { fetchPayload } from './payload/fetch';
 import { buildPayload } from './payload';
 import { loadPublicKey } from './payload/signature';
@@ -62,6 +63,8 @@ interface RawPayload {
   cachedAt?: string;
   /** The payload URL(s): the controller the lock-out guard keeps reachable. */
   controllerUrls: string[];
+  /** Digest of the pointer URL a fetched payload came from (kept with the cache entry). */
+  urlDigest?: string;
 }
 
 /** Every place the agent writes files (swept for stale temp files under the lock). */
@@ -128,7 +131,7 @@ export async function bootOnce(ctx: BootContext): Promise<BootResult> {
     status('staging exports');
     const written = await stageExports(txn, payload.vars, config.export, paths);
     // Only a payload that is accepted, exported and enforced becomes the "last good" one.
-    if (raw.via !== 'cache') await cache.stage(txn, { instanceId: discovery.instanceId, bytes: raw.bytes, origin: raw.origin });
+    if (raw.via !== 'cache') await cache.stage(txn, { instanceId: discovery.instanceId, bytes: raw.bytes, origin: raw.origin, urlDigest: raw.urlDigest });
 
     status(`firewall: ${config.firewall.mode}`);
     firewall = await changeFirewall({
@@ -187,6 +190,7 @@ async function obtainPayload(
 
   status(`fetching payload from ${ref.urls.map(redactUrl).join(', ')}`);
   const caPem = config.payload.fetch.caFile ? await readCaFile(paths, config.payload.fetch.caFile) : undefined;
+  const credentials = new CredentialFile(paths.resolve(path.posix.join(config.state.dir, CREDENTIAL_FILE)), log);
   try {
     const fetched = await fetchPayload(ref.urls, {
       ...config.payload.fetch,
@@ -195,20 +199,32 @@ async function obtainPayload(
       publicKey,
       log,
       signal: ctx.signal,
+      identity: { instanceId: discovery.instanceId, credential: await credentials.load(discovery.instanceId) },
     });
-    return { bytes: fetched.bytes, via: 'fetched', origin: redactUrl(fetched.url), controllerUrls: [fetched.url] };
+    if (fetched.credential) await credentials.save(discovery.instanceId, fetched.url, fetched.credential);
+    return { bytes: fetched.bytes, via: 'fetched', origin: redactUrl(fetched.url), controllerUrls: [fetched.url], urlDigest: pointerUrlDigest(fetched.url) };
   } catch (err) {
     // Only an unreachable controller falls back to the cache: a terminal answer (403: token
-    // revoked) or a refused payload (bad signature) must not be papered over with old data.
+    // revoked) or a refused payload (bad signature) must not be papered over with old data —
+    // except the single-use token this very instance spent (./payload/credential).
     // A stop (SIGTERM during boot) is not an outage either: exit without writing anything.
-    if (!(err instanceof FetchError) || err.terminal || ctx.signal.aborted) throw err;
-    let cached: Awaited<ReturnType<PayloadCache['load']>>;
-    try {
-      cached = await cache.load(discovery.instanceId);
-    } catch (cacheErr) {
-      if (!(cacheErr instanceof StateFileError)) throw cacheErr;
-      throw new FetchError(`${err.message}; and the cache cannot stand in: ${cacheErr.message}`, false, err.context);
+    if (!(err instanceof FetchError) || ctx.signal.aborted) throw err;
+    /** The cache's answer; a damaged entry cannot stand in, and the error says both. */
+    const fromCache = async <T>(load: () => Promise<T>): Promise<T> => {
+      try {
+        return await load();
+      } catch (cacheErr) {
+        if (!(cacheErr instanceof StateFileError)) throw cacheErr;
+        throw new FetchError(`${err.message}; and the cache cannot stand in: ${cacheErr.message}`, err.terminal, err.context);
+      }
+    };
+    if (err.terminal) {
+      const spent = await fromCache(() => cacheForSpentToken(err, cache, discovery.instanceId, log));
+      if (!spent) throw err;
+      status(`single-use token already used by this instance; using cached payload from ${spent.savedAt}`);
+      return { bytes: spent.bytes, via: 'cache', origin: spent.origin, cachedAt: spent.savedAt, controllerUrls: ref.urls };
     }
+    const cached = await fromCache(() => cache.load(discovery.instanceId));
     if (!cached) {
       throw new FetchError(`${err.message}; no cached payload for instance ${discovery.instanceId}`, false, err.context);
     }

@@ -45,7 +45,7 @@ Commands:
   serve       run the payload server and the fleet tracker (embedded MQTT broker by default)
   register    register a member and print its personality file and cloud-init user data
   fleet       show the members of the running controller
-  terminate   revoke a member's token and clear its retained MQTT topics
+  terminate   revoke a member's token and credentials, clear its retained MQTT topics
   mosquitto-config   write mosquitto's password file, ACL and listener config for the members
 
 Run 'cartridge-controller <command> --help' for a command's options.
@@ -91,7 +91,8 @@ ${STATE_HELP}
   --set K=V            a payload key (repeatable; builds a JSON payload, adds CLUSTER_ID and MEMBER_ID)
   --allow-name NAME    a name the image's agent config allows (payload.allowNames; repeatable)
   --ttl SECONDS        token lifetime (default 604800 = 7 days)
-  --single-use         the token works for one successful fetch only
+  --single-use         the token works for one successful fetch only (the instance that used
+                       it reboots with the instance credential issued with that fetch)
   --public-url URL     base URL agents reach the controller at (default: the running serve's)
   --cloud-config F     a #cloud-config file to include as a part of the MIME user data
   --json               print one JSON object instead of text
@@ -109,8 +110,9 @@ ${EXIT_CODES}
 `,
   terminate: `Usage: cartridge-controller terminate --cluster C --member M [--url URL] [--state DIR]
 
-Revokes the member's token (its payload URL answers 403 from now on) and clears its retained
-MQTT topics, through the running controller's admin endpoint (admin token from the state dir).
+Revokes the member's token and its instance credentials (its payload URL answers 403 from now
+on) and clears its retained MQTT topics, through the running controller's admin endpoint (admin
+token from the state dir).
 
 Options:
 ${STATE_HELP}

@@ -1,6 +1,7 @@
 /**
  * The controller's HTTP side (node:http, no framework):
- *   GET  /payload/<member>?token=…   the member's payload, signed (X-Cartridge-Signature)
+ *   GET  /payload/<member>?token=…   the member's payload, signed (X-Cartridge-Signature);
+ *                                    admitted by the token or by an instance credential
  *   GET  /api/members                registered members joined with the fleet tracker's rows
  *   GET  /metrics                    Prometheus text
  *   POST /api/members/<cluster>/<member>/terminate   admin: Authorization: Bearer <admin-token>
@@ -10,7 +11,10 @@ import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../../agent/src/log';
-import { PAYLOAD_SIGNATURE_HEADER } from '../../agent/src/protocol/payload-http';
+import {
+  decodeInstanceId, INSTANCE_CREDENTIAL_HEADER, INSTANCE_ID_HEADER, PAYLOAD_SIGNATURE_HEADER, REFUSAL_HEADER,
+} from '../../agent/src/protocol/payload-http';
+import { checkCredential, type CredentialRefusal } from './credentials';
 import { ControllerError, ControllerExit, describeError } from './errors';
 import type { FleetMetrics, FleetRow, MemberState } from './fleet';
 import type { ControllerKeys } from './keys';
@@ -54,6 +58,10 @@ const REFUSAL_RESULT: Record<TokenRefusal, PayloadResult> = {
   malformed: 'malformed', forged: 'forged', 'wrong-member': 'wrong_member', expired: 'expired', reused: 'reused', revoked: 'revoked',
 };
 
+const CREDENTIAL_REFUSAL_RESULT: Record<Exclude<CredentialRefusal, 'unknown-credential'>, PayloadResult> = {
+  revoked: 'revoked', 'no-instance-id': 'no_instance_id', 'wrong-instance': 'wrong_instance',
+};
+
 const key = (clusterId: string, memberId: string) => `${clusterId}/${memberId}`;
 
 export function joinMembers(records: MemberRecord[], rows: FleetRow[]): MemberView[] {
@@ -87,10 +95,14 @@ function sendJson(res: http.ServerResponse, status: number, value: unknown): voi
   send(res, status, `${JSON.stringify(value)}\n`, { 'content-type': 'application/json' });
 }
 
+function bearerToken(header: string | undefined): string | null {
+  return /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')?.[1] ?? null;
+}
+
 function bearerMatches(header: string | undefined, expected: string): boolean {
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
-  if (!m) return false;
-  const a = Buffer.from(m[1] as string);
+  const given = bearerToken(header);
+  if (given === null) return false;
+  const a = Buffer.from(given);
   const b = Buffer.from(expected);
   return a.length === b.length && timingSafeEqual(a, b);
 }
@@ -166,7 +178,7 @@ export class ControllerHttp {
     if (parts[0] === 'payload' && parts.length === 2) {
       if (method !== 'GET') return send(res, 405, 'use GET\n', { allow: 'GET' });
       if (!isCleanId(parts[1] as string)) throw new BadRequestError('the path does not name a member id (1-128 characters of A-Z a-z 0-9 . _ : @ = -)');
-      return this.servePayload(parts[1] as string, url.searchParams.get('token'), res);
+      return this.servePayload(parts[1] as string, url.searchParams.get('token'), req, res);
     }
     if (url.pathname === '/api/members') {
       if (method !== 'GET') return send(res, 405, 'use GET\n', { allow: 'GET' });
@@ -198,31 +210,55 @@ export class ControllerHttp {
     });
   }
 
-  private async servePayload(memberId: string, token: string | null, res: http.ServerResponse): Promise<void> {
+  /**
+   * A valid instance credential (Authorization: Bearer) admits the request whatever state the
+   * token is in; one presented by the wrong instance, or after terminate, is refused outright.
+   * A credential the store does not know (forged, or lost with the store) admits nothing, and
+   * the token decides. A fetch admitted by the token that names its instance gets a credential.
+   */
+  private async servePayload(memberId: string, token: string | null, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const refuse = (status: number, result: PayloadResult, detail: string) => {
       this.payloadRequests[result]++;
       this.deps.log.warn({ memberId, result }, `payload request refused: ${detail}`);
-      send(res, status, `${status === 404 ? 'not found' : 'forbidden'}: ${detail}\n`);
+      send(res, status, `${status === 404 ? 'not found' : 'forbidden'}: ${detail}\n`, { [REFUSAL_HEADER]: result.replace(/_/g, '-') });
     };
     const member = this.deps.store.get(memberId);
     if (!member) return refuse(404, 'unknown_member', 'no such member');
-    if (!token) return refuse(403, 'missing_token', 'the token query parameter is missing');
+    const instanceId = decodeInstanceId(req.headers[INSTANCE_ID_HEADER.toLowerCase()]);
+    const presented = bearerToken(req.headers.authorization);
+    let credentialNote = '';
+    if (presented !== null) {
+      const cred = checkCredential(presented, instanceId, member);
+      if (cred.ok) return this.sendPayload(member, res, { via: 'credential', instanceId });
+      if (cred.reason !== 'unknown-credential') return refuse(403, CREDENTIAL_REFUSAL_RESULT[cred.reason], `${cred.reason}: ${cred.detail}`);
+      credentialNote = ` (and ${cred.detail})`;
+    }
+    if (!token) return refuse(403, 'missing_token', `the token query parameter is missing${credentialNote}`);
     const nowMs = this.now();
     let check = verifyToken(this.deps.keys.tokenSecret, token, { memberId, nowS: Math.floor(nowMs / 1000) });
     if (check.ok) check = admitToken(check.claims, { ...member.token, revokedAt: member.terminatedAt });
-    if (!check.ok) return refuse(403, REFUSAL_RESULT[check.reason], `${check.reason}: ${check.detail}`);
-    if (member.token.singleUse && !(await this.deps.store.markTokenUsed(memberId, check.claims.nonce))) {
+    if (!check.ok) return refuse(403, REFUSAL_RESULT[check.reason], `${check.reason}: ${check.detail}${credentialNote}`);
+    const recorded = await this.deps.store.recordTokenFetch(memberId, check.claims.nonce, instanceId);
+    if (!recorded.admitted) {
       // Spent (or revoked) between the check and now, e.g. by a concurrent request.
-      return refuse(403, 'reused', 'reused: the single-use token was already used');
+      return refuse(403, 'reused', `reused: the single-use token was already used${credentialNote}`);
     }
+    this.sendPayload(member, res, { via: 'token', instanceId, credential: recorded.credential });
+  }
+
+  private sendPayload(member: MemberRecord, res: http.ServerResponse, how: { via: 'token' | 'credential'; instanceId: string | null; credential?: string | null }): void {
     const body = Buffer.from(member.payload, 'utf8');
     this.payloadRequests.ok++;
-    this.deps.log.info({ memberId, clusterId: member.clusterId, bytes: body.length }, 'payload served');
+    this.deps.log.info(
+      { memberId: member.memberId, clusterId: member.clusterId, bytes: body.length, via: how.via, instanceId: how.instanceId, credentialIssued: !!how.credential },
+      'payload served',
+    );
     res.writeHead(200, {
       'content-type': CONTENT_TYPE_OF_FORMAT[member.format] ?? 'text/plain; charset=utf-8',
       'content-length': String(body.length),
       'cache-control': 'no-store',
       [PAYLOAD_SIGNATURE_HEADER]: this.deps.keys.sign(body),
+      ...(how.credential ? { [INSTANCE_CREDENTIAL_HEADER]: how.credential } : {}),
     });
     res.end(body);
   }

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { writeFileAtomic } from '../../agent/src/io/staged-write';
 import type { PayloadFormat } from '../../agent/src/payload/types';
 import { ControllerError, ControllerExit, describeError } from './errors';
+import { isCredentialRecord, issueCredential, type CredentialRecord } from './credentials';
 import { preparePayload, type PayloadCheckOptions } from './member-payload';
 import { issueToken, newNonce } from './tokens';
 
@@ -36,6 +37,8 @@ export interface MemberRecord {
   registeredAt: number;
   token: MemberTokenState;
   terminatedAt: number | null;
+  /** Per-instance credentials issued under the current token (hashes only; see credentials.ts). */
+  credentials: CredentialRecord[];
 }
 
 export interface RegisterOptions extends PayloadCheckOptions {
@@ -102,31 +105,41 @@ export class MemberStore {
       }
       const now = this.now();
       const token: MemberTokenState = { nonce: newNonce(), expiresAtS: Math.floor(now / 1000) + opts.ttlSeconds, singleUse: opts.singleUse, usedAt: null };
-      const record: MemberRecord = { clusterId, memberId, payload: prepared.text, format: prepared.format, registeredAt: now, token, terminatedAt: null };
+      const record: MemberRecord = { clusterId, memberId, payload: prepared.text, format: prepared.format, registeredAt: now, token, terminatedAt: null, credentials: [] };
       members.set(memberId, record);
       return { record, token: issueToken(this.tokenSecret, { memberId, expiresAtS: token.expiresAtS, nonce: token.nonce }), replaced: existing !== undefined };
     });
   }
 
   /**
-   * Spend a single-use token. False when it was spent already (by another request, maybe in
-   * another process) or replaced meanwhile: the caller must refuse the request.
+   * A fetch admitted by the member's current token: spend it when it is single-use, and issue
+   * a credential when the request named its instance — in one store change, so a spent token
+   * always leaves its credential recorded. `admitted` is false when the token was spent already
+   * (by another request, maybe in another process), replaced or revoked meanwhile: the caller
+   * must refuse the request.
    */
-  async markTokenUsed(memberId: string, nonce: string): Promise<boolean> {
+  async recordTokenFetch(memberId: string, nonce: string, instanceId: string | null): Promise<{ admitted: boolean; credential: string | null }> {
     return this.mutate((members) => {
       const m = members.get(memberId);
-      if (!m || m.token.nonce !== nonce || m.token.usedAt !== null || m.terminatedAt !== null) return false;
-      m.token.usedAt = this.now();
-      return true;
+      if (!m || m.token.nonce !== nonce || m.terminatedAt !== null) return { admitted: false, credential: null };
+      if (m.token.singleUse) {
+        if (m.token.usedAt !== null) return { admitted: false, credential: null };
+        m.token.usedAt = this.now();
+      }
+      if (instanceId === null) return { admitted: true, credential: null };
+      const issued = issueCredential(m.credentials, instanceId, this.now());
+      m.credentials = issued.records;
+      return { admitted: true, credential: issued.credential };
     });
   }
 
-  /** Revoke the member's token for good (until it is registered again). */
+  /** Revoke the member's token and every instance credential for good (until it is registered again). */
   async terminate(clusterId: string, memberId: string): Promise<MemberRecord> {
     return this.mutate((members) => {
       const m = members.get(memberId);
       if (!m || m.clusterId !== clusterId) throw new ControllerError(`no member ${clusterId}/${memberId} is registered`, ControllerExit.NOT_FOUND);
       if (m.terminatedAt === null) m.terminatedAt = this.now();
+      m.credentials = [];
       return m;
     });
   }
@@ -199,7 +212,10 @@ export function parseStoreFile(text: string, file: string): Map<string, MemberRe
       m && typeof m.clusterId === 'string' && typeof m.memberId === 'string' && typeof m.payload === 'string' &&
       m.token && typeof m.token.nonce === 'string' && Number.isSafeInteger(m.token.expiresAtS) && typeof m.token.singleUse === 'boolean';
     if (!ok) throw stateError(`${file}: member #${i + 1} is incomplete`);
-    members.set(m.memberId, m);
+    // Stores written before credentials existed have none; a damaged list is an error.
+    const credentials: unknown = (m as Partial<MemberRecord>).credentials ?? [];
+    if (!Array.isArray(credentials) || !credentials.every(isCredentialRecord)) throw stateError(`${file}: member #${i + 1} (${m.memberId}) has a damaged credentials list`);
+    members.set(m.memberId, { ...m, credentials });
   });
   return members;
 }

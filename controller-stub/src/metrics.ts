@@ -5,7 +5,7 @@
  */
 import type { FleetMetrics } from './fleet';
 
-export const PAYLOAD_RESULTS = ['ok', 'missing_token', 'malformed', 'forged', 'wrong_member', 'expired', 'reused', 'revoked', 'unknown_member', 'error'] as const;
+export const PAYLOAD_RESULTS = ['ok', 'missing_token', 'malformed', 'forged', 'wrong_member', 'expired', 'reused', 'revoked', 'wrong_instance', 'no_instance_id', 'unknown_member', 'error'] as const;
 export type PayloadResult = (typeof PAYLOAD_RESULTS)[number];
 
 export interface MetricsInput {

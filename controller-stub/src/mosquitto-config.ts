@@ -12,7 +12,7 @@
  */
 import { pbkdf2Sync, randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { writeFileAtomic } from '../../agent/src/export/atomic-write';
+import { writeFileAtomic } from '../../agent/src/io/staged-write';
 import { ControllerError, ControllerExit, describeError } from './errors';
 import { memberPublishTopics, memberSubscribeFilters, type MemberAclRules } from './fleet/member-acl';
 import { memberCredentials } from './member-payload';
@@ -127,7 +127,7 @@ export async function writeMosquittoConfig(dir: string, cfg: MosquittoConfig): P
   for (const [key, text] of [['passwd', cfg.passwd], ['acl', cfg.acl], ['conf', cfg.conf]] as const) {
     const file = path.join(dir, MOSQUITTO_FILES[key]);
     try {
-      await writeFileAtomic(file, text, { mode: key === 'conf' ? 0o644 : 0o600 });
+      await writeFileAtomic(file, text, { mode: key === 'conf' ? 0o644 : 0o600, stage: 'mosquitto config' });
     } catch (err) {
       throw usage(`cannot write ${file}: ${describeError(err)}`);
     }

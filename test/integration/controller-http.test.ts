@@ -5,13 +5,15 @@
  * (controller-serve.test.ts runs the real one).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { silentLogger } from '../../agent/src/log';
 import { loadPublicKey, verifySignature } from '../../agent/src/payload/signature';
-import { PAYLOAD_SIGNATURE_HEADER } from '../../agent/src/protocol/payload-http';
+import {
+  CREDENTIAL_PATTERN, encodeInstanceId, INSTANCE_CREDENTIAL_HEADER, INSTANCE_ID_HEADER, PAYLOAD_SIGNATURE_HEADER, REFUSAL_HEADER,
+} from '../../agent/src/protocol/payload-http';
 import type { FleetRow } from '../../controller-stub/src/fleet';
 import { ControllerHttp, type FleetView, type MembersResponse } from '../../controller-stub/src/http';
 import { ControllerKeys } from '../../controller-stub/src/keys';
@@ -166,4 +168,51 @@ test('admin terminate: bearer admin token required; revokes the token and clears
 
   const missing = await fetch(`${base}/api/members/php.shop/nope/terminate`, { method: 'POST', headers: { authorization: `Bearer ${keys.adminToken}` } });
   assert.equal(missing.status, 404);
+});
+
+test('credentials: a token fetch naming its instance gets one; it admits that instance after the single-use token is spent, nobody else', async () => {
+  const payload = PAYLOAD.replace(/member-1/g, 'member-3');
+  const { token } = await store.register('php.shop', 'php.member-3', payload, { ttlSeconds: 600, singleUse: true });
+  const url = `${base}/payload/php.member-3?token=${token}`;
+  const fetchAs = (instanceId: string | null, credential?: string) =>
+    fetch(url, { headers: { ...(instanceId !== null ? { [INSTANCE_ID_HEADER]: encodeInstanceId(instanceId) } : {}), ...(credential ? { authorization: `Bearer ${credential}` } : {}) } });
+
+  const first = await fetchAs('i-0abc/1');
+  assert.equal(first.status, 200);
+  const credential = first.headers.get(INSTANCE_CREDENTIAL_HEADER);
+  assert.match(credential ?? '', CREDENTIAL_PATTERN);
+  assert.equal(readFileSync(store.file, 'utf8').includes(credential as string), false, 'stored hashed');
+
+  const spent = await fetchAs('i-0abc/1');
+  assert.equal(spent.status, 403, 'the token alone is spent');
+  assert.equal(spent.headers.get(REFUSAL_HEADER), 'reused');
+
+  const reboot = await fetchAs('i-0abc/1', credential as string);
+  assert.equal(reboot.status, 200, 'the credential admits the instance it was issued to');
+  assert.equal(await reboot.text(), payload);
+  assert.ok(reboot.headers.get(PAYLOAD_SIGNATURE_HEADER));
+  assert.equal(reboot.headers.get(INSTANCE_CREDENTIAL_HEADER), null, 'no new credential for a credential fetch');
+
+  const stolen = await fetchAs('i-other', credential as string);
+  assert.equal(stolen.status, 403);
+  assert.equal(stolen.headers.get(REFUSAL_HEADER), 'wrong-instance');
+  assert.match(await stolen.text(), /^forbidden: wrong-instance: the credential was issued to another instance of this member/);
+  const anonymous = await fetchAs(null, credential as string);
+  assert.equal(anonymous.headers.get(REFUSAL_HEADER), 'no-instance-id');
+
+  // A forged credential admits nothing: the (spent) token decides, and the body says both.
+  const forged = await fetchAs('i-0abc/1', `${(credential as string).startsWith('A') ? 'B' : 'A'}${(credential as string).slice(1)}`);
+  assert.equal(forged.status, 403);
+  assert.equal(forged.headers.get(REFUSAL_HEADER), 'reused');
+  assert.match(await forged.text(), /reused: .*\(and the credential is not one this controller holds for php\.member-3\)/);
+  const otherMember = await fetch(`${base}/payload/php.member-2?token=x`, { headers: { [INSTANCE_ID_HEADER]: 'i-0abc%2F1', authorization: `Bearer ${credential}` } });
+  assert.equal(otherMember.status, 403, 'a credential is bound to its member');
+
+  const term = await fetch(`${base}/api/members/php.shop/php.member-3/terminate`, { method: 'POST', headers: { authorization: `Bearer ${keys.adminToken}` } });
+  assert.equal(term.status, 200);
+  const revoked = await fetchAs('i-0abc/1', credential as string);
+  assert.equal(revoked.status, 403);
+  assert.equal(revoked.headers.get(REFUSAL_HEADER), 'revoked');
+  assert.match(await revoked.text(), /revoked: the member was terminated; its instance credentials are revoked/);
+  assert.doesNotMatch(await (await fetch(`${base}/metrics`)).text(), /result="wrong_instance"\} 0/);
 });

@@ -1,6 +1,6 @@
 /**
  * fetchPayload against real HTTP servers on 127.0.0.1: retries, timeouts, truncation, size
- * caps, signatures, terminal answers, Retry-After, mirrors, stopping.
+ * caps, signatures, terminal answers, Retry-After, mirrors, stopping, the instance credential's origin rule.
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, sign } from 'node:crypto';
@@ -10,7 +10,8 @@ import pino from 'pino';
 import { FetchError, PayloadError } from '../../agent/src/errors';
 import { silentLogger } from '../../agent/src/log';
 import { fetchPayload, type FetchPayloadOptions } from '../../agent/src/payload/fetch';
-import { PAYLOAD_SIGNATURE_HEADER } from '../../agent/src/protocol/payload-http';
+import { pointerUrlDigest } from '../../agent/src/payload/credential';
+import { INSTANCE_CREDENTIAL_HEADER, INSTANCE_ID_HEADER, PAYLOAD_SIGNATURE_HEADER, REFUSAL_HEADER } from '../../agent/src/protocol/payload-http';
 import { startServer, type Handler, type TestServer } from '../helpers/http-server';
 import { closedPort } from '../helpers/net';
 import { captureLog } from '../fixtures/payload/log-capture';
@@ -313,5 +314,56 @@ describe('fetchPayload with payload.publicKey', () => {
     const s = await serve(signedWith(undefined));
     await rejects(fetchPayload([`${s.url}/p`], withKey), PayloadError, /has no X-Cartridge-Signature header, but payload\.publicKey requires/);
     assert.equal(s.requests.length, 1);
+  });
+});
+
+describe('fetchPayload: instance id and credential on the wire', () => {
+  const CRED = 'c'.repeat(43);
+  const ISSUED = 'n'.repeat(43);
+  const issuing: Handler = (_req, res) => {
+    res.writeHead(200, { [INSTANCE_CREDENTIAL_HEADER]: ISSUED });
+    res.end(PAYLOAD);
+  };
+
+  it('sends the instance id and the credential to its origin; returns an issued credential', async () => {
+    const s = await serve(issuing);
+    const got = await fetchPayload([`${s.url}/p?token=t`], { ...base, identity: { instanceId: 'i-0abc', credential: { origin: s.url, credential: CRED } } });
+    assert.equal(got.credential, ISSUED);
+    assert.equal(s.requests[0]?.headers[INSTANCE_ID_HEADER.toLowerCase()], 'i-0abc');
+    assert.equal(s.requests[0]?.headers.authorization, `Bearer ${CRED}`);
+  });
+
+  it('never to another origin: not to a different host name of the same server, not after a cross-origin redirect, not back', async () => {
+    const s = await serve(issuing);
+    await fetchPayload([`${s.url.replace('127.0.0.1', 'localhost')}/p`], { ...base, identity: { instanceId: 'i', credential: { origin: s.url, credential: CRED } } });
+    assert.equal(s.requests[0]?.headers.authorization, undefined, 'localhost is not the origin 127.0.0.1');
+    assert.equal(s.requests[0]?.headers[INSTANCE_ID_HEADER.toLowerCase()], 'i');
+
+    // a → b (another port: another origin) → back to a: only the first request carries it.
+    let aUrl = '';
+    const b = await serve((_req, res) => res.writeHead(302, { Location: `${aUrl}/final` }).end());
+    const a = await serve((req, res, n) => (req.url === '/start' ? res.writeHead(302, { Location: `${b.url}/hop` }).end() : issuing(req, res, n)));
+    aUrl = a.url;
+    const got = await fetchPayload([`${a.url}/start`], { ...base, identity: { instanceId: 'i', credential: { origin: a.url, credential: CRED } } });
+    assert.ok(got.bytes.equals(PAYLOAD));
+    assert.deepEqual(a.requests.map((r) => [r.url, r.headers.authorization]), [['/start', `Bearer ${CRED}`], ['/final', undefined]]);
+    assert.equal(b.requests[0]?.headers.authorization, undefined);
+    assert.equal(got.credential, undefined, 'an answer that went through another origin issues nothing we keep');
+  });
+
+  it('a same-origin redirect keeps it', async () => {
+    const s = await serve((req, res, n) => (req.url === '/old' ? res.writeHead(301, { Location: '/new' }).end() : issuing(req, res, n)));
+    const got = await fetchPayload([`${s.url}/old`], { ...base, identity: { instanceId: 'i', credential: { origin: s.url, credential: CRED } } });
+    assert.deepEqual(s.requests.map((r) => r.headers.authorization), [`Bearer ${CRED}`, `Bearer ${CRED}`]);
+    assert.equal(got.credential, ISSUED);
+  });
+
+  it('a terminal refusal carries the server\'s refusal word and the URL digest, never the URL', async () => {
+    const s = await serve((_req, res) => res.writeHead(403, { [REFUSAL_HEADER]: 'reused' }).end('forbidden: reused: the single-use token was already used\n'));
+    const url = `${s.url}/p?token=secret-token`;
+    const err = await rejects(fetchPayload([url], base), FetchError, /HTTP 403/);
+    assert.equal(err.terminal, true);
+    assert.deepEqual(err.context.refusals, [{ urlDigest: pointerUrlDigest(url), refusal: 'reused' }]);
+    assert.doesNotMatch(JSON.stringify(err.context), /secret-token/);
   });
 });

@@ -34,7 +34,7 @@ test('password lines are mosquitto_passwd $7$ (PBKDF2-SHA512, 101 rounds, 12-byt
 });
 
 function member(memberId: string, clusterId: string, vars: Record<string, string>, terminated = false): MemberRecord {
-  return { clusterId, memberId, payload: JSON.stringify(vars), format: 'json', registeredAt: 0, token: { nonce: 'n', expiresAtS: 1, singleUse: false, usedAt: null }, terminatedAt: terminated ? 1 : null };
+  return { clusterId, memberId, payload: JSON.stringify(vars), format: 'json', registeredAt: 0, token: { nonce: 'n', expiresAtS: 1, singleUse: false, usedAt: null }, credentials: [], terminatedAt: terminated ? 1 : null };
 }
 
 test('rendered config: exact per-member ACL, no patterns, live members with credentials only, client id = username', () => {

@@ -12,7 +12,7 @@ const row = (over: Partial<FleetRow>): FleetRow => ({
   activated: true, unexpectedPorts: [], seqGaps: 0, lastEvent: 'activated', ...over,
 });
 const record = (memberId: string, over: Partial<MemberRecord> = {}): MemberRecord => ({
-  clusterId: 'c', memberId, payload: 'A=1', format: 'dotenv', registeredAt: 5, terminatedAt: null,
+  clusterId: 'c', memberId, payload: 'A=1', format: 'dotenv', registeredAt: 5, terminatedAt: null, credentials: [],
   token: { nonce: 'n', expiresAtS: 100, singleUse: false, usedAt: null }, ...over,
 });
 

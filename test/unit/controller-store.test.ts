@@ -21,6 +21,8 @@ function tempDir(): string {
 const secret = Buffer.alloc(32, 7);
 const PAYLOAD = 'CLUSTER_ID=php.shop,MEMBER_ID=m1,PORTS=80|443,DB_PASSWORD=s3cr3t\n';
 const opts = { ttlSeconds: 3600, singleUse: false };
+/** A token fetch without an instance id: spends a single-use token, issues no credential. */
+const spend = (s: MemberStore, memberId: string, nonce: string) => s.recordTokenFetch(memberId, nonce, null).then((r) => r.admitted);
 const exitOf = (code: number) => (err: unknown) => err instanceof ControllerError && err.exitCode === code;
 
 test('store: register persists the member (0600 file), issues a verifiable token, survives a new instance', async () => {
@@ -63,11 +65,11 @@ test('store: single-use tokens are spent once, also across store instances', asy
   const a = new MemberStore(dir, secret);
   const b = new MemberStore(dir, secret);
   const reg = await a.register('php.shop', 'm1', PAYLOAD, { ttlSeconds: 60, singleUse: true });
-  const results = await Promise.all([a.markTokenUsed('m1', reg.record.token.nonce), b.markTokenUsed('m1', reg.record.token.nonce), a.markTokenUsed('m1', reg.record.token.nonce)]);
+  const results = await Promise.all([spend(a, 'm1', reg.record.token.nonce), spend(b, 'm1', reg.record.token.nonce), spend(a, 'm1', reg.record.token.nonce)]);
   assert.deepEqual(results.filter(Boolean).length, 1, `exactly one use wins: ${results}`);
   assert.notEqual(new MemberStore(dir, secret).get('m1')?.token.usedAt, null);
-  assert.equal(await a.markTokenUsed('m1', 'some-other-nonce'), false);
-  assert.equal(await a.markTokenUsed('nope', reg.record.token.nonce), false);
+  assert.equal(await spend(a, 'm1', 'some-other-nonce'), false);
+  assert.equal(await spend(a, 'nope', reg.record.token.nonce), false);
 });
 
 test('store: concurrent registers from two instances lose nothing (lock file)', async () => {
@@ -89,7 +91,7 @@ test('store: a stale lock of a dead process is broken; terminate marks the membe
   const t = await store.terminate('php.shop', 'm1');
   assert.equal(t.terminatedAt, 42);
   assert.equal(store.get('m1')?.terminatedAt, 42);
-  assert.equal(await store.markTokenUsed('m1', t.token.nonce), false, 'a terminated member spends nothing');
+  assert.equal(await spend(store, 'm1', t.token.nonce), false, 'a terminated member spends nothing');
   await assert.rejects(store.terminate('other', 'm1'), exitOf(ControllerExit.NOT_FOUND));
   await assert.rejects(store.terminate('php.shop', 'nope'), /no member php\.shop\/nope is registered/);
 });
@@ -100,6 +102,38 @@ test('store: a corrupt members.json is a STATE error naming the file', () => {
   assert.throws(() => new MemberStore(dir, secret).list(), (e: unknown) => exitOf(ControllerExit.STATE)(e) && /members\.json: member #1 is incomplete/.test((e as Error).message));
   writeFileSync(path.join(dir, MEMBERS_FILE), 'nope');
   assert.throws(() => new MemberStore(dir, secret).list(), /members\.json is not valid JSON/);
+});
+
+test('store: a token fetch naming its instance records a credential (hash only, on disk); terminate and re-register revoke it', async () => {
+  const dir = tempDir();
+  const store = new MemberStore(dir, secret, { now: () => 77 });
+  const reg = await store.register('php.shop', 'm1', PAYLOAD, { ttlSeconds: 60, singleUse: true });
+  const got = await store.recordTokenFetch('m1', reg.record.token.nonce, 'i-1');
+  assert.equal(got.admitted, true);
+  assert.match(got.credential ?? '', /^[A-Za-z0-9_-]{43}$/);
+  const onDisk = readFileSync(path.join(dir, MEMBERS_FILE), 'utf8');
+  assert.equal(onDisk.includes(got.credential as string), false, 'members.json holds no credential');
+  const reloaded = new MemberStore(dir, secret).get('m1');
+  assert.deepEqual(reloaded?.credentials.map((c) => [c.instanceId, c.issuedAt]), [['i-1', 77]]);
+  assert.equal(reloaded?.token.usedAt, 77, 'the single-use token was spent in the same change');
+  assert.deepEqual(await store.recordTokenFetch('m1', reg.record.token.nonce, 'i-2'), { admitted: false, credential: null }, 'a spent token issues nothing');
+
+  await store.terminate('php.shop', 'm1');
+  assert.deepEqual(store.get('m1')?.credentials, [], 'terminate drops every credential');
+
+  const multi = await store.register('php.shop', 'm1', PAYLOAD, opts);
+  assert.ok((await store.recordTokenFetch('m1', multi.record.token.nonce, 'i-1')).credential, 'multi-use tokens issue credentials too');
+  await store.register('php.shop', 'm1', PAYLOAD, opts);
+  assert.deepEqual(store.get('m1')?.credentials, [], 're-registering replaces the token and its credentials');
+});
+
+test('store: members.json from before credentials loads; a damaged credentials list is a STATE error', () => {
+  const dir = tempDir();
+  const member = { clusterId: 'c', memberId: 'm1', payload: 'X=1', format: 'dotenv', registeredAt: 1, terminatedAt: null, token: { nonce: 'n', expiresAtS: 9, singleUse: false, usedAt: null } };
+  writeFileSync(path.join(dir, MEMBERS_FILE), JSON.stringify({ version: 1, members: [member] }));
+  assert.deepEqual(new MemberStore(dir, secret).get('m1')?.credentials, []);
+  writeFileSync(path.join(dir, MEMBERS_FILE), JSON.stringify({ version: 1, members: [{ ...member, credentials: [{ instanceId: 'i', sha256: 'zz', issuedAt: 1 }] }] }));
+  assert.throws(() => new MemberStore(dir, secret).list(), (e: unknown) => exitOf(ControllerExit.STATE)(e) && /member #1 \(m1\) has a damaged credentials list/.test((e as Error).message));
 });
 
 test('register: the agent\'s parser refuses bad payloads with its own error; ids must match the payload', async () => {

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
+import {
+  checkCredential, hashCredential, issueCredential, MAX_CREDENTIALS_PER_MEMBER, type CredentialRecord,
+} from '../../controller-stub/src/credentials';
 import { admitToken, decodeTokenClaims, issueToken, newNonce, verifyToken, type IssuedTokenState } from '../../controller-stub/src/tokens';
 
 const secret = randomBytes(32);
@@ -90,4 +93,59 @@ test('tokens: issue refuses nonsense claims', () => {
   assert.throws(() => issueToken(secret, { ...claims, expiresAtS: 0 }), /expiry/);
   assert.throws(() => issueToken(secret, { ...claims, nonce: 'a.b' }), /nonce/);
   assert.throws(() => issueToken(secret, { ...claims, memberId: '' }), /member/);
+});
+
+// ------------------------------------------------------------ per-instance credentials
+
+const member = (credentials: CredentialRecord[], terminatedAt: number | null = null) => ({ memberId: 'php.member-1', terminatedAt, credentials });
+
+test('credentials: random, unrelated to the token, stored as a SHA-256 only', () => {
+  const token = issueToken(secret, claims);
+  const a = issueCredential([], 'i-1', 1000);
+  const b = issueCredential([], 'i-1', 1000);
+  assert.match(a.credential, /^[A-Za-z0-9_-]{43}$/, '32 random bytes, base64url');
+  assert.notEqual(a.credential, b.credential, 'two issues for the same member and instance differ');
+  assert.equal(a.credential.includes(token.split('.')[1] as string), false);
+  assert.deepEqual(a.records, [{ instanceId: 'i-1', sha256: hashCredential(a.credential), issuedAt: 1000 }]);
+  assert.equal(JSON.stringify(a.records).includes(a.credential), false, 'the record does not hold the credential');
+});
+
+test('credentials: admitted for its member and instance; refused for another instance, after terminate, unknown or forged', () => {
+  const one = issueCredential([], 'i-1', 1000);
+  const two = issueCredential(one.records, 'i-2', 2000);
+  const m = member(two.records);
+  const ok = checkCredential(one.credential, 'i-1', m);
+  assert.equal(ok.ok && ok.record.instanceId, 'i-1');
+  assert.equal(checkCredential(two.credential, 'i-2', m).ok, true);
+
+  const stolen = checkCredential(one.credential, 'i-2', m);
+  assert.equal(!stolen.ok && stolen.reason, 'wrong-instance');
+  const nobody = checkCredential(one.credential, 'i-9', m);
+  assert.equal(!nobody.ok && nobody.reason, 'wrong-instance');
+  const noId = checkCredential(one.credential, null, m);
+  assert.equal(!noId.ok && noId.reason, 'no-instance-id');
+  const revoked = checkCredential(one.credential, 'i-1', member(two.records, 5));
+  assert.equal(!revoked.ok && revoked.reason, 'revoked');
+
+  // Forged: well-formed but never issued; one character changed; another member's; junk.
+  const flipped = (one.credential.startsWith('A') ? 'B' : 'A') + one.credential.slice(1);
+  for (const forged of [issueCredential([], 'i-1', 1).credential, flipped, '', 'x'.repeat(5000), `${one.credential}=`]) {
+    const r = checkCredential(forged, 'i-1', m);
+    assert.equal(!r.ok && r.reason, 'unknown-credential', forged.slice(0, 12));
+    assert.ok(!r.ok && !r.detail.includes(one.credential));
+  }
+  assert.equal(checkCredential(one.credential, 'i-1', member([])).ok, false, 'a store that lost it does not admit it');
+});
+
+test('credentials: re-issue for an instance replaces its old one; the oldest go past the limit', () => {
+  const first = issueCredential([], 'i-1', 1);
+  const again = issueCredential(first.records, 'i-1', 2);
+  assert.equal(again.records.length, 1);
+  assert.equal(checkCredential(first.credential, 'i-1', member(again.records)).ok, false, 'the earlier credential of the instance is dead');
+  assert.equal(checkCredential(again.credential, 'i-1', member(again.records)).ok, true);
+
+  let records = again.records;
+  for (let i = 2; i <= MAX_CREDENTIALS_PER_MEMBER + 1; i++) records = issueCredential(records, `i-${i}`, 10 + i).records;
+  assert.equal(records.length, MAX_CREDENTIALS_PER_MEMBER);
+  assert.equal(records.some((r) => r.instanceId === 'i-1'), false, 'the oldest was dropped');
 });

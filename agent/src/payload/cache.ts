@@ -17,6 +17,8 @@ export interface CachedPayload {
   digest: string;
   /** Where it came from, redacted (no tokens). */
   origin: string;
+  /** Hex SHA-256 of the full pointer URL it was fetched from (see ./credential); absent for inline payloads and older entries. */
+  urlDigest?: string;
   savedAt: string;
 }
 
@@ -25,6 +27,7 @@ interface CacheFileV1 {
   instanceId: string;
   digest: string;
   origin: string;
+  urlDigest?: string;
   savedAt: string;
   bytesBase64: string;
 }
@@ -50,12 +53,21 @@ export class PayloadCache {
       if (problem) return problem;
       const o = v as CacheFileV1;
       if (o.version !== 1) return `version ${o.version} is not 1`;
+      if (o.urlDigest !== undefined && typeof o.urlDigest !== 'string') return 'field "urlDigest" is not text';
       if (o.instanceId !== instanceId) return `it belongs to instance ${JSON.stringify(o.instanceId)}, not ${JSON.stringify(instanceId)}`;
       const digest = createHash('sha256').update(Buffer.from(o.bytesBase64, 'base64')).digest('hex');
       return digest === o.digest ? null : `its bytes have sha256 ${digest}, not the recorded ${o.digest}`;
     });
     if (!parsed) return null;
-    return { instanceId, bytes: Buffer.from(parsed.bytesBase64, 'base64'), digest: parsed.digest, origin: parsed.origin, savedAt: parsed.savedAt };
+    const { urlDigest } = parsed;
+    return {
+      instanceId,
+      bytes: Buffer.from(parsed.bytesBase64, 'base64'),
+      digest: parsed.digest,
+      origin: parsed.origin,
+      ...(typeof urlDigest === 'string' ? { urlDigest } : {}),
+      savedAt: parsed.savedAt,
+    };
   }
 
   /** Stage the entry (0600) into `txn`; it replaces the old one when the transaction commits. */
@@ -65,6 +77,7 @@ export class PayloadCache {
       instanceId: entry.instanceId,
       digest: createHash('sha256').update(entry.bytes).digest('hex'),
       origin: entry.origin,
+      ...(entry.urlDigest ? { urlDigest: entry.urlDigest } : {}),
       savedAt: now.toISOString(),
       bytesBase64: entry.bytes.toString('base64'),
     };

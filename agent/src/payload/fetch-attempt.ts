@@ -9,9 +9,10 @@ import type { Duplex, Readable } from 'node:stream';
 import type { KeyObject } from 'node:crypto';
 import axios from 'axios';
 import { PayloadError } from '../errors';
-import { PAYLOAD_ACCEPT, PAYLOAD_SIGNATURE_HEADER } from '../protocol/payload-http';
+import { INSTANCE_CREDENTIAL_HEADER, parseRefusal, PAYLOAD_ACCEPT, PAYLOAD_SIGNATURE_HEADER, REFUSAL_HEADER } from '../protocol/payload-http';
 import { redactUrl } from '../redact';
 import { parseRetryAfterMs } from './backoff';
+import { credentialGuard, type FetchIdentity } from './credential';
 import { verifySignature } from './signature';
 
 export interface AttemptOptions {
@@ -26,11 +27,15 @@ export interface AttemptOptions {
   userAgent: string;
   signal: AbortSignal | undefined;
   now: () => number;
+  /** The instance id to send, and its credential (sent to its own origin only; see ./credential). */
+  identity?: FetchIdentity;
 }
 
 export interface AttemptResult {
   bytes: Buffer;
   contentType: string | undefined;
+  /** A credential the controller issued to this instance with the payload. */
+  credential?: string;
 }
 
 /** How an attempt cut short by the overall deadline says so (AttemptError.cutByDeadline marks it). */
@@ -47,6 +52,9 @@ export class AttemptError extends Error {
   ) {
     super(message);
   }
+
+  /** The server's X-Cartridge-Refusal on a 4xx (e.g. `reused`), when it sent one. */
+  refusal: string | null = null;
 }
 
 const MAX_REDIRECTS = 5;
@@ -108,6 +116,7 @@ export async function fetchOnce(url: string, opts: AttemptOptions): Promise<Atte
     ? setTimeout(() => abort(`no complete response within ${opts.requestTimeoutMs} ms (payload.fetch.requestTimeoutMs)`), opts.requestTimeoutMs)
     : setTimeout(() => abort(`${DEADLINE_CUT} while waiting for the response`, true), left);
   const agents = watchedAgents(opts.caPem, () => clearTimeout(connectTimer));
+  const guard = credentialGuard(url, opts.identity);
   let downgrade = false;
   try {
     const res = await axios.request<Readable>({
@@ -126,16 +135,19 @@ export async function fetchOnce(url: string, opts: AttemptOptions): Promise<Atte
           downgrade = true;
           throw new Error('redirect from https to http refused');
         }
+        guard.onRedirect(options);
       },
       validateStatus: () => true,
       maxContentLength: -1, // counted below while streaming, so the cap holds without buffering
-      headers: { Accept: PAYLOAD_ACCEPT, 'User-Agent': opts.userAgent },
+      headers: { Accept: PAYLOAD_ACCEPT, 'User-Agent': opts.userAgent, ...guard.headers },
     });
     body = res.data;
     if (abortReason !== undefined) body.destroy();
     if (res.status < 200 || res.status > 299) {
       body.destroy();
-      throw statusError(res.status, res.statusText, headerString(res.headers['retry-after']), opts.now());
+      const refused = statusError(res.status, res.statusText, headerString(res.headers['retry-after']), opts.now());
+      refused.refusal = parseRefusal(headerString(res.headers[REFUSAL_HEADER.toLowerCase()]));
+      throw refused;
     }
     // Content-Length counts encoded bytes; axios drops Content-Encoding once it decompresses,
     // so look at what was on the wire.
@@ -151,7 +163,8 @@ export async function fetchOnce(url: string, opts: AttemptOptions): Promise<Atte
     // (or the final chunk) arrived; some truncations end the stream without an error.
     if (incoming && !incoming.complete) throw new AttemptError(`body truncated after ${bytes.length} bytes`, false);
     if (opts.publicKey) checkSignature(bytes, headerString(res.headers[PAYLOAD_SIGNATURE_HEADER.toLowerCase()]), opts.publicKey, url);
-    return { bytes, contentType: headerString(res.headers['content-type']) };
+    const credential = guard.accept(headerString(res.headers[INSTANCE_CREDENTIAL_HEADER.toLowerCase()]));
+    return { bytes, contentType: headerString(res.headers['content-type']), ...(credential ? { credential } : {}) };
   } catch (err) {
     if (err instanceof PayloadError) throw err;
     if (abortReason !== undefined) throw new AttemptError(abortReason, false, undefined, abortedByDeadline);

@@ -5,7 +5,9 @@
  *    them in order and returns the first that answers with the payload.
  *  - A terminal answer (4xx other than 408/429, too many redirects, an https→http redirect)
  *    drops that URL; when every URL is dropped the fetch fails at once with FetchError
- *    (terminal=true). With one URL a 403 means exactly one request.
+ *    (terminal=true) whose context.refusals says which URL (by digest) the server refused
+ *    why (X-Cartridge-Refusal). With one URL a 403 means exactly one request.
+ *  - `identity` names the instance on every request and carries its credential (./credential).
  *  - Anything else (connection refused/reset, timeouts, 5xx, 408, 429, truncated body, TLS
  *    failures — the clock may be wrong early in boot) is retried after a full-jitter
  *    exponential backoff, or after `Retry-After` when the server asks for longer.
@@ -22,6 +24,7 @@ import type { Logger } from '../log';
 import { PAYLOAD_USER_AGENT } from '../protocol/payload-http';
 import { redactUrl } from '../redact';
 import { backoffDelayMs } from './backoff';
+import { pointerUrlDigest, type FetchIdentity, type TerminalRefusal } from './credential';
 import { AttemptError, fetchOnce } from './fetch-attempt';
 
 export interface FetchPayloadOptions {
@@ -42,6 +45,8 @@ export interface FetchPayloadOptions {
   log: Logger;
   /** Appended to the User-Agent, e.g. the agent version. */
   version?: string;
+  /** The instance id and its stored credential, sent with each request. */
+  identity?: FetchIdentity;
   /** Test seams. */
   now?: () => number;
   /** Resolves false when `signal` stopped the wait (see abortableSleep). */
@@ -54,6 +59,8 @@ export interface FetchedPayload {
   /** The URL that answered (unredacted: the caller may need it; redact before logging). */
   url: string;
   contentType: string | undefined;
+  /** A credential the controller issued to this instance (store it for later boots). */
+  credential?: string;
 }
 
 function stopped(attempts: number): FetchError {
@@ -74,6 +81,7 @@ export async function fetchPayload(urls: readonly string[], opts: FetchPayloadOp
   let round = 0;
   let lastError = 'no attempt was made';
   let lastTerminal: string | undefined;
+  const refusals: TerminalRefusal[] = [];
 
   for (;;) {
     let retryAfterMs: number | undefined;
@@ -94,6 +102,7 @@ export async function fetchPayload(urls: readonly string[], opts: FetchPayloadOp
           userAgent,
           signal: opts.signal,
           now,
+          ...(opts.identity ? { identity: opts.identity } : {}),
         });
         log.info({ url: redactUrl(url), attempt: attempts, bytes: result.bytes.length }, 'payload fetched');
         return { ...result, url };
@@ -107,17 +116,19 @@ export async function fetchPayload(urls: readonly string[], opts: FetchPayloadOp
         // An attempt the deadline cut short says nothing about why the earlier ones failed
         // (a bad certificate, a 503): keep the informative error for the final message.
         if (!failure.cutByDeadline || attempts === 1) lastError = `${redactUrl(url)}: ${failure.message}`;
-        log.warn({ url: redactUrl(url), attempt: attempts, err: failure.message, terminal: failure.terminal }, 'payload fetch failed');
+        const refusal = failure.refusal;
+        log.warn({ url: redactUrl(url), attempt: attempts, err: failure.message, terminal: failure.terminal, ...(refusal ? { refusal } : {}) }, 'payload fetch failed');
         if (failure.terminal) {
           active.splice(active.indexOf(url), 1);
           lastTerminal = lastError;
+          refusals.push({ urlDigest: pointerUrlDigest(url), refusal });
         } else if (failure.retryAfterMs !== undefined) {
           retryAfterMs = Math.max(retryAfterMs ?? 0, failure.retryAfterMs);
         }
       }
     }
     if (active.length === 0) {
-      throw new FetchError(`cannot fetch the payload from ${lastTerminal ?? lastError}`, true, { attempts });
+      throw new FetchError(`cannot fetch the payload from ${lastTerminal ?? lastError}`, true, { attempts, refusals });
     }
     const jitter = backoffDelayMs(round, opts.backoffBaseMs, opts.backoffCapMs, random);
     round++;
