@@ -4,6 +4,7 @@
  * the early unit runs it, reboots played as fresh namespaces plus an emptied /run (the state dir
  * survives), and our rules read back from the kernel.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { firewallOps } from '../../agent/src/firewall/apply';
 import type { AppliedFirewall } from '../../agent/src/firewall/state';
@@ -47,4 +48,24 @@ export async function ours(pair: NetnsPair, backend: Backend): Promise<string | 
 
 export function record(image: ImageRoot): AppliedFirewall {
   return JSON.parse(readFileSync(image.at(STATE_FILE), 'utf8')) as AppliedFirewall;
+}
+
+/** A payload server (the controller stand-in) inside the client namespace: `body` at /payload/*, 404 elsewhere. */
+const CONTROLLER = `
+const http = require('http');
+const [body, port] = [process.argv[1], Number(process.argv[2])];
+http.createServer((req, res) => {
+  if (!req.url.startsWith('/payload/')) return res.writeHead(404).end();
+  res.writeHead(200, { 'content-type': 'text/plain' }).end(body);
+}).listen(port, '::', () => console.log('ready'));
+`;
+
+/** Start the controller stand-in in `pair.client` on `port`; resolves once it listens. Kill the returned process when done. */
+export async function startController(pair: NetnsPair, body: string, port: number): Promise<ChildProcess> {
+  const child = spawn('ip', ['netns', 'exec', pair.client, process.execPath, '-e', CONTROLLER, body, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`controller exited (${code})`)));
+  });
+  return child;
 }

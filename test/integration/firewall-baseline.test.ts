@@ -7,10 +7,13 @@
  * baseline through enforce's normal path; after a reboot with a damaged firewall.json, restore
  * puts the baseline back and exits 8 naming the file. In-process on the same kernels:
  * enforce's "unchanged" shortcut is not fooled by a baseline in force, and ensureFailClosed puts
- * the last good ruleset or the baseline back when our rules are gone.
+ * the last good ruleset or the baseline back when our rules are gone. And a first boot whose
+ * state dir is full: `once` fails, the baseline the early unit put in force stays.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { before, test, type TestContext } from 'node:test';
 import pino from 'pino';
 import { parseConfig } from '../../agent/src/config';
@@ -19,10 +22,10 @@ import { applyBaseline, ensureFailClosed } from '../../agent/src/firewall/fail-c
 import type { Backend } from '../../agent/src/firewall/types';
 import { RootedPaths } from '../../agent/src/paths';
 import { requireCommands, requireFile, requireRoot } from '../helpers/env';
-import { agentIn, boot, imageFor, ours, reboot, record, STATE_FILE } from '../helpers/instance-firewall';
+import { agentIn, boot, imageFor, ours, reboot, record, startController, STATE_FILE } from '../helpers/instance-firewall';
 import { NetnsPair, targets, type ProbeOutcome } from '../helpers/netns';
 import { agentRuntimes } from '../helpers/runtimes';
-import { BUNDLE, type ImageRoot } from '../../scripts/lib/fake-instance';
+import { BUNDLE, makeImageRoot, type ImageRoot } from '../../scripts/lib/fake-instance';
 
 const PORTS = [22, 2222, 7000, 8080, 9000];
 const FIREWALL = { alwaysAllow: ['tcp/22', 'tcp/2222'], baseline: { allow: ['tcp/7000'] } };
@@ -171,6 +174,37 @@ test("nft on Debian's Node 18, allowIcmpEcho false: the baseline drops ICMP echo
     assert.deepEqual(await pair.ping(), { ipv4: 'timeout', ipv6: 'timeout' }, 'echo dropped');
     assert.deepEqual(await pair.probe(targets('tcp', PORTS)), BASELINE, 'IPv6 TCP after a neighbour flush: ND answered');
   } finally {
+    pair.destroy();
+    image.remove();
+  }
+});
+
+test('nft: a first boot whose state dir is full: once fails, the baseline stays in force (never an open host)', async (t) => {
+  const nft = BACKENDS[0] as (typeof BACKENDS)[number];
+  if (!canRun(t, nft) || !requireCommands(t, 'mount', 'umount')) return;
+  const pair = await boot(PORTS);
+  const controller = await startController(pair, 'SERVICE_NAME=php,PORTS=8080|9000', 8000);
+  const image = makeImageRoot(`http://${pair.clientV4}:8000/payload/php.member-1?token=t`, { firewall: { mode: 'enforce', ...FIREWALL } });
+  const stateDir = image.at('/var/lib/cartridge-agent');
+  let mounted = false;
+  try {
+    const restored = await agentIn(pair, image, ['firewall', 'restore']);
+    assert.equal(restored.code, 0, restored.out + restored.err);
+    assert.match(restored.out, /the baseline ruleset is in force/);
+
+    mkdirSync(stateDir, { recursive: true });
+    assert.equal(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0700', 'tmpfs', stateDir]).status, 0, 'mount a tiny tmpfs on the state dir');
+    mounted = true;
+    assert.throws(() => writeFileSync(path.join(stateDir, 'fill'), Buffer.alloc(1 << 20)), /ENOSPC/, 'the state dir is full');
+
+    const once = await agentIn(pair, image, ['once']);
+    assert.equal(once.code, 7, `once fails writing its state: ${once.out}${once.err}`);
+    assert.match(once.err, /ENOSPC|no space left/i);
+    assert.deepEqual(await pair.probe(targets('tcp', PORTS)), BASELINE, 'the payload opened nothing; everything else still dropped');
+    assert.match((await ours(pair, 'nft')) ?? '', /baseline default deny/);
+  } finally {
+    controller.kill('SIGKILL');
+    if (mounted) spawnSync('umount', [stateDir]);
     pair.destroy();
     image.remove();
   }
