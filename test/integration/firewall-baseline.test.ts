@@ -89,6 +89,7 @@ for (const b of BACKENDS) {
       assert.equal(rec.backend, b.backend);
       assert.equal(await ours(pair, b.backend), rec.readBack);
       assert.doesNotMatch(rec.readBack ?? '', /baseline/);
+      if (b.backend !== 'nft') assert.equal(rec.readBack?.match(/^jumps from INPUT: 1$/gm)?.length, 2, 'one jump per family, the baseline\'s reused');
       assert.deepEqual(await pair.probe(targets('tcp', PORTS)), PAYLOAD_ALLOWLIST, 'the payload allowlist, nothing of the baseline left');
       assert.equal((await agentIn(pair, image, ['firewall', 'check'])).code, 0);
 

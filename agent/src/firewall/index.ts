@@ -236,7 +236,7 @@ export async function checkFirewall(deps: FirewallDeps): Promise<CheckResult> {
   // are drift (e.g. a half-done removal).
   const backend = await detectBackend(deps.config.firewall.backend, runner);
   const actual = await (await firewallOps(backend, runner)).readBack();
-  const baseline = actual !== null && actual === baselineReadBack(deps.config.firewall, backend);
+  const baseline = actual !== null && deps.config.firewall.baseline.enabled && actual === baselineReadBack(deps.config.firewall, backend);
   const differences = actual === null || baseline ? [] : [`rules of ours are present (${backend}) although none are recorded as applied`];
   return { applied: null, report: { checkedAt, drifted: differences.length > 0, differences, healed: false, error: null, baseline } };
 }
