@@ -110,9 +110,10 @@ The inbound port allowlist (docs/firewall.md). The allowlist comes from the expo
   check    compare the rules in the kernel with the last applied ones; exit 9 on drift
   remove   remove the agent's rules (stopping the agent never does)
   restore  early boot, before the network: put the last applied ruleset back exactly as
-           recorded in <state.dir>/firewall.json (no payload, no controller); exit 0 when
-           nothing is recorded (first boot). firewall.mode plan: only say what it would
-           restore; off: do nothing
+           recorded in <state.dir>/firewall.json (no payload, no controller); nothing
+           recorded (first boot): put the baseline in force (firewall.baseline), exit 0;
+           a damaged record: the baseline, exit 8. firewall.mode plan: only say what it
+           would do; off: do nothing
 
 ${COMMON}`,
   version: `Usage: cartridge-agent version

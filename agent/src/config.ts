@@ -110,6 +110,16 @@ const schema = object({
     /** More rules in the same syntax, e.g. "tcp/9100 from 10.0.0.0/8". */
     extraRules: optional(arrayOf(str({ nonEmpty: true })), []),
     allowIcmpEcho: optional(bool(), true),
+    /**
+     * Fail closed: what is in force (enforce mode) while no payload allowlist is — first boot,
+     * a damaged record, a boot work that failed: firewall.alwaysAllow plus `allow`, the ICMP/ND
+     * infrastructure and established traffic; everything else inbound dropped. docs/firewall.md.
+     */
+    baseline: object({
+      enabled: optional(bool(), true),
+      /** More rules (allowlist syntax) for the baseline only, e.g. "tcp/9100 from 10.0.0.0/8". */
+      allow: optional(arrayOf(str({ nonEmpty: true })), []),
+    }),
     guard: object({
       /** After applying, check the controller is still reachable (when it was before) or roll back. */
       enabled: optional(bool(), true),

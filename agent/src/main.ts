@@ -6,7 +6,9 @@ import { HELP, parseCli, type ParsedCli } from './cli';
 import { loadConfig, type AgentConfig } from './config';
 import { AgentError, ExitCode, UsageError } from './errors';
 import { renderExport } from './export';
-import { applyFirewall, checkFirewall, planFirewall, reapplyRecorded, readRecorded, removeFirewall } from './firewall';
+import { applyFirewall, checkFirewall, planFirewall, readRecorded, removeFirewall } from './firewall';
+import { describeBaseline } from './firewall/baseline';
+import { describeBaselineInForce, restoreAtBoot } from './firewall/fail-closed';
 import type { FirewallState } from './firewall/types';
 import { bootOnce, lockRoot, type BootResult } from './boot';
 import { Daemon, describeStatus, readStatus, STATUS_FILE } from './daemon';
@@ -201,7 +203,7 @@ async function commandFirewall(cli: ParsedCli, config: AgentConfig, paths: Roote
     case 'check': {
       const { applied, report } = await checkFirewall(deps);
       if (applied) io.out(`applied: ${applied.backend}, ${applied.ruleCount} rules, sha256 ${applied.digest}, at ${applied.appliedAt}\n`);
-      else io.out('applied: nothing recorded\n');
+      else io.out(`applied: nothing recorded${report.baseline ? '; the baseline ruleset is in force (firewall.baseline)' : ''}\n`);
       io.out(report.drifted ? `DRIFT:\n${report.differences.map((d) => `  ${d}`).join('\n')}\n` : 'in force, no drift\n');
       return report.drifted ? ExitCode.DRIFT : ExitCode.OK;
     }
@@ -219,27 +221,30 @@ async function commandFirewall(cli: ParsedCli, config: AgentConfig, paths: Roote
 
 /**
  * `firewall restore`, the early-boot unit's command: runs on every boot before the network, so
- * it only reads the record and hands it to the kernel (no discovery, no fetch, no detection).
- * Nothing recorded is a fresh image's first boot: exit 0, the boot goes on.
+ * it only reads the record and hands it to the kernel (no discovery, no fetch). Nothing
+ * recorded is a fresh image's first boot: the baseline goes in (fail closed, the only case
+ * that detects the backend), exit 0. A record that cannot be restored: the baseline, exit 8.
  */
 async function restoreFirewall(deps: { config: AgentConfig; paths: RootedPaths; log: Logger }, io: Io): Promise<number> {
   const recordedText = (f: Pick<FirewallState, 'backend' | 'ruleCount' | 'digest' | 'appliedAt'>) =>
     `${f.backend ?? 'unknown backend'}, ${f.ruleCount} rules, sha256 ${f.digest ?? '-'} (applied ${f.appliedAt ?? '-'})`;
-  const { mode } = deps.config.firewall;
+  const { mode, baseline } = deps.config.firewall;
   if (mode === 'off') {
     io.out('firewall: mode off (firewall.mode), nothing restored\n');
     return ExitCode.OK;
   }
   if (mode === 'plan') {
     const recorded = await readRecorded(deps);
-    io.out(
-      `firewall: mode plan (firewall.mode), the kernel is not touched; ` +
-        (recorded ? `would restore the recorded ruleset: ${recordedText(recorded)}\n` : 'nothing recorded, nothing would be restored (first boot?)\n'),
-    );
+    const none = baseline.enabled
+      ? `nothing recorded (first boot?), would put the baseline ruleset in force; allows ${describeBaseline(deps.config.firewall)}\n`
+      : 'nothing recorded, nothing would be restored (first boot?)\n';
+    io.out(`firewall: mode plan (firewall.mode), the kernel is not touched; ${recorded ? `would restore the recorded ruleset: ${recordedText(recorded)}\n` : none}`);
     return ExitCode.OK;
   }
-  const state = await reapplyRecorded(deps);
-  io.out(state ? `firewall: restored the recorded ruleset: ${recordedText(state)}\n` : 'firewall: nothing recorded, nothing restored (first boot?)\n');
+  const done = await restoreAtBoot(deps);
+  if (done.kind === 'restored') io.out(`firewall: restored the recorded ruleset: ${recordedText(done.state)}\n`);
+  else if (done.kind === 'baseline') io.out(`firewall: nothing recorded (first boot?); the baseline ruleset is in force: ${describeBaselineInForce(done.baseline)}\n`);
+  else io.out('firewall: nothing recorded, nothing restored (first boot?); firewall.baseline.enabled is false\n');
   return ExitCode.OK;
 }
 

@@ -65,6 +65,38 @@ function udp(t) {
 Promise.all(targets.map((t) => (t.proto === 'udp' ? udp(t) : tcp(t)))).then((r) => console.log(JSON.stringify(r)));
 `;
 
+/** One ICMP echo request over a raw socket (python3: Node has none); prints open or timeout. */
+const PING = `
+import os, socket, struct, sys, time
+host, timeout = sys.argv[1], float(sys.argv[2])
+v6 = ':' in host
+s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
+kind, reply, ident = (128, 129, os.getpid() & 0xffff) if v6 else (8, 0, os.getpid() & 0xffff)
+def checksum(b):
+    total = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    total = (total >> 16) + (total & 0xffff)
+    return ~(total + (total >> 16)) & 0xffff
+body = b'cartridge-probe!'
+packet = struct.pack('!BBHHH', kind, 0, 0, ident, 1) + body
+if not v6:  # the kernel fills in the ICMPv6 checksum itself
+    packet = struct.pack('!BBHHH', kind, 0, checksum(packet), ident, 1) + body
+s.sendto(packet, (host, 0))
+deadline = time.time() + timeout
+result = 'timeout'
+while time.time() < deadline:
+    s.settimeout(max(deadline - time.time(), 0.001))
+    try:
+        data = s.recv(2048)
+    except socket.timeout:
+        break
+    if not v6:
+        data = data[(data[0] & 15) * 4:]
+    if data[0] == reply and struct.unpack('!H', data[4:6])[0] == ident:
+        result = 'open'
+        break
+print(result)
+`;
+
 export class NetnsPair {
   readonly instance: string;
   readonly client: string;
@@ -162,6 +194,14 @@ export class NetnsPair {
   async probeFrom(ns: string, hostTargets: Array<{ host: string; port: number; proto: 'tcp' | 'udp' }>, timeoutMs: number): Promise<ProbeOutcome[]> {
     const out = await this.exec(ns, process.execPath, ['-e', PROBE, JSON.stringify([hostTargets, timeoutMs])]);
     return JSON.parse(out) as ProbeOutcome[];
+  }
+
+  /** ICMP echo from the client to the instance, IPv4 and IPv6 (neighbour caches flushed first: IPv6 needs ND). Needs python3. */
+  async ping(timeoutMs = 1_000): Promise<{ ipv4: ProbeOutcome; ipv6: ProbeOutcome }> {
+    await this.flushNeighbours();
+    const one = async (host: string) => (await this.exec(this.client, 'python3', ['-c', PING, host, String(timeoutMs / 1000)])).trim() as ProbeOutcome;
+    const [ipv4, ipv6] = await Promise.all([one(this.instanceV4), one(this.instanceV6)]);
+    return { ipv4, ipv6 };
   }
 
   /** The lock-out guard's probe as the instance itself makes it: fresh TCP connections from inside the instance. */

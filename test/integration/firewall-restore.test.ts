@@ -17,15 +17,12 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
-import { firewallOps } from '../../agent/src/firewall/apply';
-import type { AppliedFirewall } from '../../agent/src/firewall/state';
 import type { Backend } from '../../agent/src/firewall/types';
 import { requireCommands, requireFile, requireRoot } from '../helpers/env';
+import { agentIn, boot as bootWith, imageFor as imageWith, ours, reboot as rebootWith, record, STATE_FILE } from '../helpers/instance-firewall';
 import { NetnsPair, targets, type ProbeOutcome } from '../helpers/netns';
 import { agentRuntimes } from '../helpers/runtimes';
-import { BUNDLE, makeImageRoot, runCommand, type ImageRoot, type RunResult } from '../../scripts/lib/fake-instance';
-
-const STATE_FILE = '/var/lib/cartridge-agent/firewall.json';
+import { BUNDLE, type ImageRoot } from '../../scripts/lib/fake-instance';
 const PORTS = [22, 8080, 9000]; // 22: firewall.alwaysAllow, 8080: payload PORTS, 9000: not allowed
 const UNDER_POLICY: Record<string, ProbeOutcome> = {
   'tcp/22 ipv4': 'open', 'tcp/22 ipv6': 'open',
@@ -59,41 +56,11 @@ function canRun(t: TestContext, backend: (typeof BACKENDS)[number]): boolean {
   return requireRoot(t) && requireCommands(t, 'ip', 'sh', ...backend.tools);
 }
 
-/** An image whose agent enforces with `backend`, with the payload as `once` would have exported it. */
-function imageFor(backend: Backend): ImageRoot {
-  const image = makeImageRoot(null, { firewall: { mode: 'enforce', backend, guard: { enabled: false } } });
-  mkdirSync(image.at('/run/cartridge-agent'), { recursive: true });
-  writeFileSync(image.at('/run/cartridge-agent/payload.json'), JSON.stringify({ SERVICE_NAME: 'php', PORTS: '8080' }));
-  return image;
-}
-
-/** The bundled agent inside the instance namespace, as the early-boot unit runs it. */
-function agentIn(pair: NetnsPair, image: ImageRoot, args: string[], opts: { node?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
-  return runCommand('ip', ['netns', 'exec', pair.instance, opts.node ?? process.execPath, BUNDLE, ...args, '--root', image.root], 30_000, opts.env);
-}
-
-/** The instance (and the client beside it) comes up: a fresh network stack with listeners. */
-async function boot(): Promise<NetnsPair> {
-  const pair = NetnsPair.create();
-  await pair.listen(PORTS);
-  return pair;
-}
-
-/** A reboot: a fresh network stack (empty ruleset) and an empty /run; the state dir survives. */
-async function reboot(pair: NetnsPair, image: ImageRoot): Promise<NetnsPair> {
-  pair.destroy();
-  rmSync(image.at('/run'), { recursive: true, force: true });
-  return boot();
-}
-
-/** Our rules as the kernel reports them (null: none). */
-async function ours(pair: NetnsPair, backend: Backend): Promise<string | null> {
-  return (await firewallOps(backend, pair.runner)).readBack();
-}
-
-function record(image: ImageRoot): AppliedFirewall {
-  return JSON.parse(readFileSync(image.at(STATE_FILE), 'utf8')) as AppliedFirewall;
-}
+// This file's instance: the payload opens 8080; the baseline is off (its own tests are in
+// firewall-baseline.test.ts), so "nothing recorded" and a damaged record touch nothing here.
+const imageFor = (backend: Backend): ImageRoot => imageWith(backend, { SERVICE_NAME: 'php', PORTS: '8080' }, { baseline: { enabled: false } });
+const boot = () => bootWith(PORTS);
+const reboot = (pair: NetnsPair, image: ImageRoot) => rebootWith(pair, image, PORTS);
 
 /** PATH with a stand-in for `tool` that passes dry runs to the real one and refuses the real apply. */
 function failingApplyEnv(tool: string, isTest: string): NodeJS.ProcessEnv {
@@ -188,7 +155,7 @@ for (const b of BACKENDS) {
     try {
       const r = await agentIn(pair, image, ['firewall', 'restore']);
       assert.equal(r.code, 0, r.out + r.err);
-      assert.equal(r.out, 'firewall: nothing recorded, nothing restored (first boot?)\n');
+      assert.equal(r.out, 'firewall: nothing recorded, nothing restored (first boot?); firewall.baseline.enabled is false\n');
       assert.equal(await ours(pair, b.backend), null);
       assert.equal(existsSync(image.at(STATE_FILE)), false, 'nothing recorded either');
     } finally {

@@ -6,25 +6,16 @@
  * exercised against the same kernel rules.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { requireCommands, requireRoot } from '../helpers/env';
+import { startController } from '../helpers/instance-firewall';
 import { NetnsPair, targets } from '../helpers/netns';
 import { BUNDLE, makeImageRoot, runCommand, type ImageRoot } from '../../scripts/lib/fake-instance';
 
 const CONTROLLER_PORT = 8000;
 const PAYLOAD = (clientV6: string) => `SERVICE_NAME=php,PORTS=80|443,FIREWALL_ALLOW=tcp/8080 from ${clientV6}`;
-
-/** A payload server inside the client namespace (the controller stand-in). */
-const CONTROLLER = `
-const http = require('http');
-const body = process.argv[1];
-http.createServer((req, res) => {
-  if (!req.url.startsWith('/payload/')) return res.writeHead(404).end();
-  res.writeHead(200, { 'content-type': 'text/plain' }).end(body);
-}).listen(${CONTROLLER_PORT}, '::', () => console.log('ready'));
-`;
 
 let pair: NetnsPair | undefined;
 let controller: ChildProcess | undefined;
@@ -39,11 +30,7 @@ before(async () => {
   assert.ok(existsSync(BUNDLE), `${BUNDLE} missing: run 'npm run build' (npm test does)`);
   pair = NetnsPair.create();
   await pair.listen([22, 80, 443, 8080, 9000]);
-  controller = spawn('ip', ['netns', 'exec', pair.client, process.execPath, '-e', CONTROLLER, PAYLOAD(pair.clientV6)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    controller?.stdout?.once('data', () => resolve());
-    controller?.once('exit', (code) => reject(new Error(`controller exited (${code})`)));
-  });
+  controller = await startController(pair, PAYLOAD(pair.clientV6), CONTROLLER_PORT);
   image = makeImageRoot(`http://${pair.clientV4}:${CONTROLLER_PORT}/payload/php.member-1?token=t`, {
     firewall: { mode: 'enforce' },
   });

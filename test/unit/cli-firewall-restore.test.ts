@@ -2,8 +2,9 @@
  * `cartridge-agent firewall restore` without a kernel: parsing and help, the record check
  * (verifyRecorded: a record whose texts are not what was applied is refused, naming the file),
  * and main() under a temp --root for the paths that never run a firewall tool: mode off,
- * mode plan (says what it would restore), nothing recorded in enforce mode (first boot), and
- * a damaged record (exit 8). Real restores are in test/integration/firewall-restore.test.ts.
+ * mode plan (says what it would restore, or that it would put the baseline in force), and in
+ * enforce mode with the baseline disabled only (it would otherwise touch this host's rules):
+ * nothing recorded, a damaged record (exit 8). Real restores are in test/integration/firewall-restore.test.ts.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -80,11 +81,11 @@ test('verifyRecorded refuses a record whose ruleset is not what was applied, nam
 });
 
 /** main() with a temp image root; the state dir holds `firewallJson` when given (a string is written as is). */
-async function restoreIn(mode: 'enforce' | 'plan' | 'off', firewallJson?: AppliedFirewall | string) {
+async function restoreIn(mode: 'enforce' | 'plan' | 'off', firewallJson?: AppliedFirewall | string, baseline: { enabled?: boolean; allow?: string[] } = {}) {
   const root = mkdtempSync(path.join(tmpdir(), 'ca-fw-restore-unit-'));
   try {
     mkdirSync(path.join(root, 'etc/cartridge-agent'), { recursive: true });
-    writeFileSync(path.join(root, 'etc/cartridge-agent/agent.json'), JSON.stringify({ firewall: { mode } }));
+    writeFileSync(path.join(root, 'etc/cartridge-agent/agent.json'), JSON.stringify({ firewall: { mode, baseline } }));
     const file = path.join(root, 'var/lib/cartridge-agent/firewall.json');
     if (firewallJson !== undefined) {
       mkdirSync(path.dirname(file), { recursive: true });
@@ -112,8 +113,13 @@ test('mode plan: says what it would restore, or that nothing is recorded', async
     planned.out,
     `firewall: mode plan (firewall.mode), the kernel is not touched; would restore the recorded ruleset: iptables-legacy, ${rec.ruleCount} rules, sha256 ${rec.digest} (applied 2024-05-01T10:00:00.000Z)\n`,
   );
-  const none = await restoreIn('plan');
-  assert.deepEqual([none.code, none.out], [0, 'firewall: mode plan (firewall.mode), the kernel is not touched; nothing recorded, nothing would be restored (first boot?)\n']);
+  const none = await restoreIn('plan', undefined, { allow: ['udp/5353'] });
+  assert.deepEqual(
+    [none.code, none.out],
+    [0, 'firewall: mode plan (firewall.mode), the kernel is not touched; nothing recorded (first boot?), would put the baseline ruleset in force; allows tcp/22, udp/5353\n'],
+  );
+  const noBaseline = await restoreIn('plan', undefined, { enabled: false });
+  assert.deepEqual([noBaseline.code, noBaseline.out], [0, 'firewall: mode plan (firewall.mode), the kernel is not touched; nothing recorded, nothing would be restored (first boot?)\n']);
 });
 
 test('mode plan: a damaged record is exit 8 naming the file', async () => {
@@ -125,7 +131,16 @@ test('mode plan: a damaged record is exit 8 naming the file', async () => {
   assert.match(r.err, new RegExp(`^cartridge-agent: ${r.file.replace(/[.]/g, '\\.')} is damaged, not restoring it: the ruleset text has sha256`));
 });
 
-test('enforce with nothing recorded (a fresh image\'s first boot): exit 0, nothing touched', async () => {
-  const r = await restoreIn('enforce');
-  assert.deepEqual([r.code, r.out, r.err], [0, 'firewall: nothing recorded, nothing restored (first boot?)\n', '']);
+// With the baseline enabled, enforce puts it in force on THIS host's firewall: that case runs
+// only inside a network namespace (test/integration/firewall-baseline.test.ts).
+test('enforce with nothing recorded and firewall.baseline.enabled false: exit 0, nothing touched', async () => {
+  const r = await restoreIn('enforce', undefined, { enabled: false });
+  assert.deepEqual([r.code, r.out, r.err], [0, 'firewall: nothing recorded, nothing restored (first boot?); firewall.baseline.enabled is false\n', '']);
+});
+
+test('enforce with a damaged record and the baseline disabled: exit 8 naming the file, nothing touched', async () => {
+  const r = await restoreIn('enforce', '{ broken', { enabled: false });
+  assert.equal(r.code, ExitCode.FIREWALL, r.out);
+  assert.match(r.err, new RegExp(`^cartridge-agent: ${r.file.replace(/[.]/g, '\\.')} is not valid JSON`));
+  assert.doesNotMatch(r.err, /baseline/);
 });

@@ -70,10 +70,22 @@ export function describeRule(rule: AllowRule): string {
  * ConfigError (key like `firewall.extraRules[2]`) for the first bad entry.
  */
 export function buildPolicy(payloadVars: ReadonlyMap<string, string>, cfg: FirewallRuleConfig): FirewallPolicy {
+  const rules = configRules([['firewall.alwaysAllow', cfg.alwaysAllow], ['firewall.extraRules', cfg.extraRules]]);
+  rules.push(...parsePortsValue(payloadVars.get('PORTS') ?? ''));
+  rules.push(...parsePortMappingsValue(payloadVars.get('PORT_MAPPINGS') ?? ''));
+  rules.push(...parseFirewallAllowValue(payloadVars.get(FIREWALL_ALLOW_KEY) ?? ''));
+  return { rules: mergeRules(rules), allowIcmpEcho: cfg.allowIcmpEcho };
+}
+
+/**
+ * Rules from config arrays, each named by its dotted key (`firewall.alwaysAllow`): origin
+ * `config firewall.alwaysAllow[0]`; a bad entry is a ConfigError on that element's key.
+ */
+export function configRules(lists: ReadonlyArray<readonly [key: string, rules: readonly string[]]>): AllowRule[] {
   const rules: AllowRule[] = [];
-  for (const [section, list] of [['alwaysAllow', cfg.alwaysAllow], ['extraRules', cfg.extraRules]] as const) {
+  for (const [section, list] of lists) {
     list.forEach((text, i) => {
-      const key = `firewall.${section}[${i}]`;
+      const key = `${section}[${i}]`;
       try {
         rules.push(parseRule(text, `config ${key}`));
       } catch (err) {
@@ -82,10 +94,7 @@ export function buildPolicy(payloadVars: ReadonlyMap<string, string>, cfg: Firew
       }
     });
   }
-  rules.push(...parsePortsValue(payloadVars.get('PORTS') ?? ''));
-  rules.push(...parsePortMappingsValue(payloadVars.get('PORT_MAPPINGS') ?? ''));
-  rules.push(...parseFirewallAllowValue(payloadVars.get(FIREWALL_ALLOW_KEY) ?? ''));
-  return { rules: mergeRules(rules), allowIcmpEcho: cfg.allowIcmpEcho };
+  return rules;
 }
 
 /** Stratos `PORTS`: `80|443`, TCP ports. Empty entries are skipped. */

@@ -9,6 +9,7 @@ import { FirewallError } from '../errors';
 import type { Logger } from '../log';
 import type { RootedPaths } from '../paths';
 import { buildPolicy } from './allowlist';
+import { baselineReadBack } from './baseline';
 import { firewallOps } from './apply';
 import { detectBackend } from './backend';
 import { runCommand, type CommandRunner } from './exec';
@@ -267,7 +268,8 @@ export async function reapplyRecorded(deps: FirewallDeps): Promise<FirewallState
 export interface CheckResult {
   /** What was recorded as applied (null: nothing recorded). */
   applied: Pick<AppliedFirewall, 'backend' | 'digest' | 'ruleCount' | 'appliedAt'> | null;
-  report: DriftReport;
+  /** `baseline`: nothing recorded and the fail-closed baseline is what is in force. */
+  report: DriftReport & { baseline?: boolean };
 }
 
 /** `firewall check`: compare the kernel's rules with the recorded ones; changes nothing. */
@@ -280,11 +282,13 @@ export async function checkFirewall(deps: FirewallDeps): Promise<CheckResult> {
     const { backend, digest, ruleCount, appliedAt } = applied;
     return { applied: { backend, digest, ruleCount, appliedAt }, report: { checkedAt, drifted, differences, healed: false, error: null } };
   }
-  // Nothing recorded: rules of ours in the kernel are drift too (e.g. a half-done removal).
+  // Nothing recorded: the baseline (fail closed) is expected; other rules of ours in the kernel
+  // are drift (e.g. a half-done removal).
   const backend = await detectBackend(deps.config.firewall.backend, runner);
   const actual = await (await firewallOps(backend, runner)).readBack();
-  const differences = actual === null ? [] : [`rules of ours are present (${backend}) although none are recorded as applied`];
-  return { applied: null, report: { checkedAt, drifted: differences.length > 0, differences, healed: false, error: null } };
+  const baseline = actual !== null && deps.config.firewall.baseline.enabled && actual === baselineReadBack(deps.config.firewall, backend);
+  const differences = actual === null || baseline ? [] : [`rules of ours are present (${backend}) although none are recorded as applied`];
+  return { applied: null, report: { checkedAt, drifted: differences.length > 0, differences, healed: false, error: null, baseline } };
 }
 
 /** `firewall remove`: delete our table/chains and jumps (recorded and detected backend), forget the record. */

@@ -13,6 +13,13 @@ export const MAX_COMMENT_LENGTH = 128;
 
 export const DEFAULT_DENY_COMMENT = `${COMMENT_PREFIX}default deny`;
 
+/** The baseline's final drop says what is in force, for whoever lists the kernel's rules. */
+export const BASELINE_DENY_COMMENT = `${COMMENT_PREFIX}baseline default deny (no payload allowlist applied yet)`;
+
+export function denyComment(policy: FirewallPolicy): string {
+  return policy.baseline ? BASELINE_DENY_COMMENT : DEFAULT_DENY_COMMENT;
+}
+
 /**
  * A rule comment naming the rule's origin. Origins can carry payload text (a PORT_MAPPINGS
  * NAME), so anything outside a plain set of characters becomes `_`: no quotes, backslashes or

@@ -23,7 +23,7 @@
  * so the drift check can compare read-back lines with rendered lines; the integration test
  * holds us to that.
  */
-import { DEFAULT_DENY_COMMENT, RENDER_HEADER, ruleComment, rulesForFamily } from './render-common';
+import { denyComment, RENDER_HEADER, ruleComment, rulesForFamily } from './render-common';
 import { IPT_CHAIN, type AllowRule, type Family, type FirewallPolicy } from './types';
 
 export interface RenderedIptables {
@@ -42,7 +42,7 @@ export function renderIptables(policy: FirewallPolicy, family: Family): Rendered
     `${A} -m conntrack --ctstate INVALID -j DROP`,
     ...(family === 'ipv4' ? ipv4Infrastructure(policy.allowIcmpEcho) : ipv6Infrastructure(policy.allowIcmpEcho)),
     ...rulesForFamily(policy, family).map(iptablesAllowRule),
-    `${A} -m comment --comment "${DEFAULT_DENY_COMMENT}" -j DROP`,
+    `${A} -m comment --comment "${denyComment(policy)}" -j DROP`,
   ];
   const text = [RENDER_HEADER, '*filter', `:${IPT_CHAIN} - [0:0]`, ...ruleLines, 'COMMIT', ''].join('\n');
   return { text, ruleLines };

@@ -23,7 +23,7 @@
  * priority), so the drift check can compare read-back and rendered text directly; the
  * integration test holds us to that.
  */
-import { DEFAULT_DENY_COMMENT, RENDER_HEADER, ruleComment } from './render-common';
+import { denyComment, RENDER_HEADER, ruleComment } from './render-common';
 import { NFT_TABLE, type AllowRule, type FirewallPolicy } from './types';
 
 export const NFT_CHAIN = 'input';
@@ -80,7 +80,7 @@ function nftChainRules(policy: FirewallPolicy): string[] {
     'meta nfproto ipv4 udp sport 67 udp dport 68 accept',
     'ip6 saddr fe80::/10 udp sport 547 udp dport 546 accept',
     ...policy.rules.map(nftAllowRule),
-    `counter drop comment "${DEFAULT_DENY_COMMENT}"`,
+    `counter drop comment "${denyComment(policy)}"`,
   );
   return rules;
 }

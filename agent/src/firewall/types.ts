@@ -26,6 +26,8 @@ export interface AllowRule {
 export interface FirewallPolicy {
   rules: AllowRule[];
   allowIcmpEcho: boolean;
+  /** The fail-closed baseline (no payload allowlist yet): only the final drop's comment says so. */
+  baseline?: boolean;
 }
 
 /**
