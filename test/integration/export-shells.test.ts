@@ -12,7 +12,6 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PayloadError } from '../../agent/src/errors';
 import { writeExports, type ExportConfig } from '../../agent/src/export';
-import { SHELL_SPECIAL_NAMES } from '../../agent/src/payload/shell-special-names';
 import { RootedPaths } from '../../agent/src/paths';
 import { requireCommands } from '../helpers/env';
 import { assertEnvMatches } from '../fixtures/export/env-dump';

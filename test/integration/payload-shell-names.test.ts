@@ -16,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { renderShFile } from '../../agent/src/export/render';
 import { shQuote } from '../../agent/src/export/quote';
 import { SHELL_SPECIAL_NAMES } from '../../agent/src/payload/shell-special-names';
-import { DANGEROUS_NAMES } from '../../agent/src/payload/validate';
+import { classifyName, DANGEROUS_NAMES } from '../../agent/src/payload/validate';
 import { requireCommands, requireRoot } from '../helpers/env';
 import { CANARY_FILE, SPECIAL_HOSTILE_VALUES } from '../fixtures/export/hostile-corpus';
 import { SHELL_COMMANDS, SHELL_VARIANTS, sourceAndDump } from '../fixtures/export/shells';
@@ -119,6 +119,27 @@ describe('shell-special names against real shells', () => {
       }
       assert.deepEqual(problems, []);
       assert.equal(existsSync(CANARY_FILE), false, 'a value was run as code');
+    });
+  }
+
+  // What a service's EnvironmentFile= could do with them: these are refused unless allowed.
+  const FROM_ENVIRONMENT: ReadonlyArray<[name: string, shell: string, script: string, value: (dir: string) => string]> = [
+    ['ZDOTDIR', 'zsh', 'true', (d) => d],
+    ['FPATH', 'ksh93', 'hook', (d) => d],
+    ['BASH_ENV', 'bash', 'true', (d) => path.join(d, 'hook')],
+    ['YASH_AFTER_CD', 'yash', 'cd /', () => `touch ${CANARY_FILE}`],
+    ['COMMAND_NOT_FOUND_HANDLER', 'yash', 'no-such-command-here', () => `touch ${CANARY_FILE}`],
+  ];
+  for (const [name, shell, script, value] of FROM_ENVIRONMENT) {
+    it(`${name} in the environment makes ${shell} run code, so it is refused unless allowed`, (t) => {
+      if (!requireCommands(t, shell)) return;
+      assert.equal(classifyName(name).status, 'dangerous');
+      const hooks = mkdtempSync(path.join(dir, 'hooks-'));
+      for (const f of ['.zshenv', 'hook']) writeFileSync(path.join(hooks, f), `touch ${CANARY_FILE}\nhook() { :; }\n`);
+      rmSync(CANARY_FILE, { force: true });
+      spawnSync(shell, ['-c', script], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, [name]: value(hooks) }, stdio: 'ignore' });
+      assert.equal(existsSync(CANARY_FILE), true, `${shell} did not run code from ${name}`);
+      rmSync(CANARY_FILE, { force: true });
     });
   }
 });
