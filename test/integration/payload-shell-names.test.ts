@@ -26,7 +26,7 @@ const MENTIONED_NOT_SPECIAL = [
   'HOSTNAME', 'HOSTTYPE', 'MACHTYPE', 'OSTYPE', 'CPUTYPE', 'VENDOR', 'HOST', 'TTY', 'CHILD_MAX', 'EMACS', 'INSIDE_EMACS',
   'FIGNORE', 'HISTCONTROL', 'HISTIGNORE', 'HISTTIMEFORMAT', 'IGNOREEOF', 'TIMEFORMAT', 'TIMEFMT', 'TMPSUFFIX', 'WORDCHARS',
   'ZBEEP', 'CORRECT_IGNORE', 'CORRECT_IGNORE_FILE', 'HISTORY_IGNORE', 'ZLE_LINE_ABORTED', 'ZLE_REMOVE_SUFFIX_CHARS',
-  'ZLE_SPACE_SUFFIX_CHARS', 'MANPATH', 'PSVAR', 'LOGCHECK', 'TERM', 'TERMINFO', 'TERMINFO_DIRS', 'SH_OPTIONS',
+  'ZLE_SPACE_SUFFIX_CHARS', 'MANPATH', 'PSVAR', 'MENUSELECT', 'TERM', 'TERMINFO', 'TERMINFO_DIRS', 'SH_OPTIONS',
   'SERVICE_NAME', 'PORTS', 'GIT_CONFIGURATION', 'MB_IP',
 ];
 
@@ -61,19 +61,22 @@ describe('shell-special names against real shells', () => {
   // [name, value, shell variant, what happens]
   const HARM: ReadonlyArray<[string, string, string, 'runs code' | 'stops the file']> = [
     ['LINES', SPECIAL_HOSTILE_VALUES[0] as string, 'mksh', 'runs code'],
+    ['LINES', SPECIAL_HOSTILE_VALUES[1] as string, 'zsh', 'runs code'],
+    ['SAVEHIST', SPECIAL_HOSTILE_VALUES[1] as string, 'zsh -i', 'runs code'],
+    ['REPORTTIME', SPECIAL_HOSTILE_VALUES[1] as string, 'zsh -i', 'runs code'],
     ['OPTIND', SPECIAL_HOSTILE_VALUES[0] as string, 'bash', 'runs code'],
     ['RANDOM', SPECIAL_HOSTILE_VALUES[0] as string, 'bash --posix', 'runs code'],
     ['USER_ID', SPECIAL_HOSTILE_VALUES[0] as string, 'mksh', 'runs code'],
-    ['PS1', SPECIAL_HOSTILE_VALUES[1] as string, 'bash -i', 'runs code'],
-    ['PS1', SPECIAL_HOSTILE_VALUES[1] as string, 'dash -i', 'runs code'],
-    ['PS0', SPECIAL_HOSTILE_VALUES[2] as string, 'bash -i', 'runs code'],
+    ['PS1', SPECIAL_HOSTILE_VALUES[2] as string, 'bash -i', 'runs code'],
+    ['PS1', SPECIAL_HOSTILE_VALUES[2] as string, 'dash -i', 'runs code'],
+    ['PS0', SPECIAL_HOSTILE_VALUES[3] as string, 'bash -i', 'runs code'],
     ['PROMPT_COMMAND', `touch ${CANARY_FILE}`, 'yash -i', 'runs code'],
     ['ARGC', '1', 'zsh', 'stops the file'],
     ['ZSH_SUBSHELL', '1', 'zsh --emulate sh -i', 'stops the file'],
     ['KSH_VERSION', 'x', 'mksh', 'stops the file'],
     ['POSH_VERSION', 'x', 'posh', 'stops the file'],
     ['BASH_VERSINFO', 'x', 'bash --posix', 'stops the file'],
-    ['GID', SPECIAL_HOSTILE_VALUES[1] as string, 'zsh', 'stops the file'],
+    ['GID', SPECIAL_HOSTILE_VALUES[2] as string, 'zsh', 'stops the file'],
   ];
   for (const [name, value, variant, harm] of HARM) {
     it(`without the table, ${name} ${harm} in ${variant}; the sh export leaves it out`, (t) => {
