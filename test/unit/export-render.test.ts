@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { PayloadError } from '../../agent/src/errors';
 import { renderExport } from '../../agent/src/export';
-import { renderEnvFile, renderJson, renderLaunchParams, renderShFile } from '../../agent/src/export/render';
+import { omittedFromShFile, renderEnvFile, renderJson, renderLaunchParams, renderShFile } from '../../agent/src/export/render';
 
 const GOLDEN_DIR = path.join(__dirname, '..', 'fixtures', 'export', 'golden');
 
@@ -95,5 +95,17 @@ describe('renderers (properties)', () => {
     assert.equal(renderExport(SAMPLE, 'sh'), renderShFile(SAMPLE));
     assert.equal(renderExport(SAMPLE, 'json'), renderJson(SAMPLE));
     assert.throws(() => renderExport(new Map([['K', 'a\0']]), 'sh'), /payload key "K" cannot be exported: .*NUL/);
+  });
+
+  it('the sh file leaves out names special to a shell, says so, and the other files keep them', () => {
+    const vars = new Map([['APP', 'a'], ['LINES', '40'], ['PS1', '$ '], ['ARGC', '1'], ['Z', 'z']]);
+    assert.deepEqual(omittedFromShFile(vars), ['LINES', 'PS1', 'ARGC']);
+    const sh = renderShFile(vars);
+    assert.deepEqual(sh.split('\n').filter((l) => l.startsWith('export ')), ["export APP='a'", "export Z='z'"]);
+    assert.match(sh, /^# Left out \(special to a shell; they are in payload\.env and payload\.json\): LINES PS1 ARGC$/m);
+    assert.match(renderEnvFile(vars), /^LINES="40"$/m);
+    assert.deepEqual(JSON.parse(renderJson(vars)), Object.fromEntries(vars));
+    assert.deepEqual(omittedFromShFile(SAMPLE), []);
+    assert.doesNotMatch(renderShFile(SAMPLE), /Left out/);
   });
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { refused } from '../helpers/assertions';
 import {
-  classifyName, DANGEROUS_NAMES, DANGEROUS_PREFIXES, SHELL_SPECIAL_NAMES, SHELL_SPECIAL_PREFIXES, validateEntries,
+  classifyName, DANGEROUS_NAMES, DANGEROUS_PATTERNS, DANGEROUS_PREFIXES, SHELL_SPECIAL_NAMES, validateEntries,
 } from '../../agent/src/payload/validate';
 import { buildPayload } from '../../agent/src/payload';
 import { createHash } from 'node:crypto';
@@ -31,9 +31,33 @@ describe('validateEntries', () => {
     refused(() => validateEntries([['LD_PRELOAD', 'x']], { ...opts, allowNames: ['LD_LIBRARY_PATH'] }), /LD_PRELOAD: refused/);
   });
 
-  it('refuses shell-special names always, even when allowed', () => {
-    for (const name of ['UID', 'PPID', 'SHELLOPTS', 'BASH_VERSINFO', 'BASH_ENV', 'BASH_FOO', 'RANDOM', 'SECONDS', 'LINENO', 'PWD', 'OLDPWD', '_', 'IFS', 'SHLVL', 'OPTIND', 'COMP_WORDBREAKS']) {
-      refused(() => validateEntries([[name, 'x']], { ...opts, allowNames: [name] }), new RegExp(`${name}: refused always, a shell cannot hold it`));
+  it('accepts names special to a shell (the sh export leaves them out), unless they are also dangerous', () => {
+    const harmless = ['UID', 'PPID', 'BASH_VERSINFO', 'RANDOM', 'SECONDS', 'LINENO', 'PWD', '_', 'IFS', 'SHLVL', 'OPTIND', 'LINES', 'PS1', 'ARGC', 'KSH_VERSION'];
+    assert.deepEqual([...validateEntries(harmless.map((n) => [n, 'x']), opts).keys()], harmless);
+    for (const name of ['SHELLOPTS', 'BASHOPTS', 'PS4', 'BASH_ENV', 'ENV', 'ZDOTDIR', 'FPATH', 'PROMPT_COMMAND']) {
+      refused(() => validateEntries([[name, 'x']], opts), new RegExp(`${name}: refused, it changes how programs run`));
+      assert.equal(validateEntries([[name, 'x']], { ...opts, allowNames: [name] }).get(name), 'x');
+    }
+  });
+
+  it('refuses what systemd sets for a service unless allowed', () => {
+    for (const name of ['CREDENTIALS_DIRECTORY', 'RUNTIME_DIRECTORY', 'STATE_DIRECTORY', 'CACHE_DIRECTORY', 'LOGS_DIRECTORY',
+      'CONFIGURATION_DIRECTORY', 'INVOCATION_ID', 'JOURNAL_STREAM', 'NOTIFY_SOCKET', 'LISTEN_FDS', 'LISTEN_PID', 'LISTEN_FDNAMES',
+      'WATCHDOG_USEC', 'WATCHDOG_PID', 'MAINPID', 'MANAGERPID', 'SYSTEMD_EXEC_PID', 'TRIGGER_UNIT', 'TRIGGER_PATH',
+      'MONITOR_SERVICE_RESULT', 'MONITOR_UNIT', 'EXIT_CODE', 'EXIT_STATUS', 'SERVICE_RESULT', 'XDG_RUNTIME_DIR']) {
+      refused(() => validateEntries([[name, 'x']], opts), new RegExp(`${name}: refused, .*payload\\.allowNames`));
+      assert.equal(validateEntries([[name, 'x']], { ...opts, allowNames: [name] }).get(name), 'x');
+    }
+  });
+
+  it('prefix and pattern rules refuse the family, not its neighbours', () => {
+    for (const name of ['GIT_CONFIG', 'GIT_CONFIG_COUNT', 'GIT_CONFIG_KEY_0', 'GIT_CONFIG_VALUE_12', 'GIT_CONFIG_PARAMETERS',
+      'GIT_CONFIG_GLOBAL', 'GIT_CONFIG_SYSTEM', 'GIT_CONFIG_NOSYSTEM', 'LD_AUDIT', 'SYSTEMD_PAGER', 'MALLOC_ARENA_MAX']) {
+      assert.equal(classifyName(name).status, 'dangerous', name);
+    }
+    for (const name of ['GIT_CONFIGURATION', 'GIT_CONFIG_KEY_X', 'GIT_CONFIG_KEY_', 'GIT_CONFIG_VALUE', 'MALLOC_LIMIT', 'LDAP_URL',
+      'TRIGGER_URL', 'MONITOR_HOST', 'EXIT_CODE_FILE', 'USER_NAME', 'STATE_DIR']) {
+      assert.deepEqual(classifyName(name), { status: 'ok' }, name);
     }
   });
 
@@ -49,8 +73,8 @@ describe('validateEntries', () => {
   });
 
   it('reports every problem at once (up to 10)', () => {
-    const entries: Array<[string, string]> = [['PATH', 'x'], ['ok', 'x'], ['UID', 'x'], ...Array.from({ length: 12 }, (_, i) => [`bad${i}`, 'x'] as [string, string])];
-    refused(() => validateEntries(entries, opts), /^payload refused: PATH: .*"ok": invalid name.*UID: refused always.*; and 5 more$/);
+    const entries: Array<[string, string]> = [['PATH', 'x'], ['ok', 'x'], ['NOTIFY_SOCKET', 'x'], ...Array.from({ length: 12 }, (_, i) => [`bad${i}`, 'x'] as [string, string])];
+    refused(() => validateEntries(entries, opts), /^payload refused: PATH: .*"ok": invalid name.*NOTIFY_SOCKET: refused.*; and 5 more$/);
   });
 
   it('cuts long invalid names short in errors (they may be value fragments)', () => {
@@ -61,10 +85,10 @@ describe('validateEntries', () => {
 
 describe('name lists', () => {
   it('every listed name classifies as listed', () => {
-    for (const n of Object.keys(SHELL_SPECIAL_NAMES)) assert.equal(classifyName(n).status, 'shell-special', n);
-    for (const p of Object.keys(SHELL_SPECIAL_PREFIXES)) assert.equal(classifyName(`${p}X`).status, 'shell-special', p);
-    for (const n of Object.keys(DANGEROUS_NAMES).filter((x) => !x.startsWith('BASH_'))) assert.equal(classifyName(n).status, 'dangerous', n);
+    for (const n of Object.keys(SHELL_SPECIAL_NAMES)) assert.notEqual(classifyName(n).status, 'invalid', n);
+    for (const n of Object.keys(DANGEROUS_NAMES)) assert.equal(classifyName(n).status, 'dangerous', n);
     for (const p of Object.keys(DANGEROUS_PREFIXES)) assert.equal(classifyName(`${p}X`).status, 'dangerous', p);
+    for (const [re] of DANGEROUS_PATTERNS) assert.ok(!re.test('GIT_CONFIGURATION'), String(re));
     assert.deepEqual(classifyName('SERVICE_NAME'), { status: 'ok' });
     assert.deepEqual(classifyName('PORTS'), { status: 'ok' });
   });
