@@ -15,8 +15,9 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AgentConfig } from './config';
 import { ConfigError, FetchError, PayloadError, StateFileError } from './errors';
-import { exportSweepPlaces, stageExports } from './export';
+import { exportSweepPlaces, omittedFromShFile, stageExports } from './export';
 import { changeFirewall, endpointsFromUrls, stageApplied, type FirewallChange } from './firewall';
+import { ensureFailClosed } from './firewall/fail-closed';
 import { buildPolicy } from './firewall/allowlist';
 import type { FirewallState } from './firewall/types';
 import type { Logger } from './log';
@@ -53,6 +54,8 @@ export interface BootResult {
   cachedAt?: string;
   /** Host paths of the export files written. */
   written: string[];
+  /** Names kept out of the sh export because they are special to a shell. */
+  shellOmitted: string[];
   firewall: FirewallState;
 }
 
@@ -101,8 +104,27 @@ export async function lockRoot(
   return lock;
 }
 
-/** The boot work; the caller holds the run lock (lockRoot). */
+/**
+ * The boot work; the caller holds the run lock (lockRoot). On any failure the host is left
+ * fail-closed (firewall.mode enforce): the rules before this run are back, and if those were
+ * not ours at all (the early unit did not run) the last good ruleset or the baseline is put in
+ * force before the error is reported.
+ */
 export async function bootOnce(ctx: BootContext): Promise<BootResult> {
+  try {
+    return await bootWork(ctx);
+  } catch (err) {
+    try {
+      const closed = await ensureFailClosed({ config: ctx.config, paths: ctx.paths, log: ctx.log });
+      if (closed.changed) ctx.log.warn({ inForce: closed.inForce }, `boot work failed: put the ${closed.inForce} ruleset in force (fail closed)`);
+    } catch (closeErr) {
+      ctx.log.error({ err: closeErr }, `boot work failed, and so did putting a fail-closed ruleset in force: ${(closeErr as Error).message}`);
+    }
+    throw err;
+  }
+}
+
+async function bootWork(ctx: BootContext): Promise<BootResult> {
   const { config, paths, log } = ctx;
   const status = (text: string) => {
     log.info({ status: text }, text);
@@ -146,6 +168,13 @@ export async function bootOnce(ctx: BootContext): Promise<BootResult> {
     status('committing exports, cache and firewall record');
     await txn.commit();
     log.info({ files: written }, 'exports written');
+    const shellOmitted = config.export.shFile === null ? [] : omittedFromShFile(payload.vars);
+    if (shellOmitted.length > 0) {
+      log.warn(
+        { names: shellOmitted, file: config.export.shFile },
+        `names special to a shell left out of ${config.export.shFile} (kept in the EnvironmentFile and JSON; docs/payload.md): ${shellOmitted.join(', ')}`,
+      );
+    }
     await cache.pruneOthers(discovery.instanceId);
     await firewall.finish();
     return {
@@ -154,6 +183,7 @@ export async function bootOnce(ctx: BootContext): Promise<BootResult> {
       via: raw.via,
       ...(raw.cachedAt ? { cachedAt: raw.cachedAt } : {}),
       written,
+      shellOmitted,
       firewall: firewall.state,
     };
   } catch (err) {

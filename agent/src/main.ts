@@ -126,6 +126,7 @@ function summary(r: BootResult) {
     digest: r.payload.digest,
     keys: [...r.payload.vars.keys()],
     written: r.written,
+    shellOmitted: r.shellOmitted,
     firewall: r.firewall,
   };
 }
@@ -137,6 +138,7 @@ function describeBoot(r: BootResult): string {
     `pointer: ${r.discovery.source} (${r.discovery.origin}), instance ${r.discovery.instanceId}`,
     `payload: ${via}, ${r.payload.format}, ${r.payload.vars.size} variables, sha256 ${r.payload.digest}`,
     ...r.written.map((w) => `wrote:   ${w}`),
+    ...(r.shellOmitted.length > 0 ? [`note:    special to a shell, so not in the sh export: ${r.shellOmitted.join(', ')}`] : []),
     `firewall: ${describeFirewall(r.firewall)}`,
     '',
   ].join('\n');

@@ -17,7 +17,7 @@ export type ExportConfig = AgentConfig['export'];
 export type ExportFormat = 'env' | 'sh' | 'json';
 
 export { assertExportable, MAX_ARG_STRLEN, MAX_EXPORT_ENV_BYTES } from './exportable';
-export { renderEnvFile, renderJson, renderLaunchParams, renderShFile } from './render';
+export { omittedFromShFile, renderEnvFile, renderJson, renderLaunchParams, renderShFile } from './render';
 
 const RENDERERS: Record<ExportFormat, (vars: ReadonlyMap<string, string>) => string> = {
   env: renderEnvFile,
