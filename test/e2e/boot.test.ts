@@ -9,6 +9,8 @@
  *   boot 2  NoCloud seed, same checks
  *   boot 3  boot 1's instance rebooted with the controller down: cached payload, firewall
  *           restored early and re-applied, READY=1, reports resume when the controller returns
+ *   boot 4  boot 1's instance rebooted after `terminate`: the refusal is terminal, so the unit
+ *           stops with exit 5, is not restarted, says why in STATUS=; the last good rules stay
  * Prints the time from unit start to READY=1 for each boot. Needs root; ~2 min to build the
  * image the first time on a machine, then under 2 min.
  */
@@ -225,7 +227,7 @@ describe('boot test: the baked image under real systemd (systemd-nspawn)', { con
     process.stderr.write(`e2e: boot 1 (personality): unit start → READY=1 in ${ms.toFixed(0)} ms\n`);
     const fw = await c.unitProperties(FIREWALL_UNIT, ['ActiveState', 'Result']);
     assert.deepEqual(fw, { ActiveState: 'active', Result: 'success' }, `${FIREWALL_UNIT}: ${await c.journal(FIREWALL_UNIT)}`);
-    assert.match(await c.journal(FIREWALL_UNIT), /nothing recorded/, 'first boot: the early firewall unit has nothing to restore');
+    assert.match(await c.journal(FIREWALL_UNIT), /nothing recorded \(first boot\?\); the baseline ruleset is in force/, 'first boot: the early firewall unit puts the baseline in force');
     await checkAgentStatus(c, 'personality', 'fetched');
     await checkExports(c, payload);
     await checkFirewall();
@@ -306,5 +308,25 @@ describe('boot test: the baked image under real systemd (systemd-nspawn)', { con
     await ctl.start();
     const birth = await checkHealthArrives(rackspace.member, back);
     await checkPoweroff(c, rackspace.member, birth.session);
+  });
+
+  test('boot 4, member terminated: a terminal refusal stops the unit without a restart loop, fail closed', { timeout: 300_000 }, async (t) => {
+    if (!preconditions(t)) return;
+    assert.ok(rackspace.root, 'boot 1 did not run');
+    await (controller as ControllerSide).terminate(CLUSTER, rackspace.member);
+    const c = await boot(rackspace.root, 'rackspace-terminated');
+    const props = ['ActiveState', 'Result', 'NRestarts', 'StatusText', 'ExecMainStatus'];
+    const stopped = await c.waitUnit(AGENT_UNIT, props, (p) => p.ActiveState === 'failed' || p.ActiveState === 'active', 120_000);
+    assert.equal(stopped.ActiveState, 'failed', `${JSON.stringify(stopped)}\n${await c.journal(AGENT_UNIT)}`);
+    assert.equal(stopped.ExecMainStatus, '5', 'exit 5: the controller refused');
+    assert.match(stopped.StatusText ?? '', /^stopped, not restarted \(exit 5\): .*revoked/, 'STATUS= says why it stopped');
+    // RestartSec=2s: three periods later it is still stopped, never restarted.
+    await new Promise((resolve) => setTimeout(resolve, 6_000));
+    const later = await c.unitProperties(AGENT_UNIT, props);
+    assert.deepEqual([later.ActiveState, later.NRestarts], ['failed', '0'], `not restarted: ${JSON.stringify(later)}`);
+    assert.match(await c.journal(AGENT_UNIT, 100), /stopped, not restarted \(exit 5\)/, 'the journal says why it stopped');
+    // The early unit restored the last good rules, and the failed boot left them in force.
+    await checkFirewall();
+    assert.equal(await c.poweroff(), 0, 'the container did not power off cleanly');
   });
 });

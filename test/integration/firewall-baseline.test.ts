@@ -101,7 +101,7 @@ for (const b of BACKENDS) {
       assert.equal(damaged.out, '');
       assert.match(
         damaged.err,
-        new RegExp(`^cartridge-agent: ${esc(image.at(STATE_FILE))} is not valid JSON: .*; the baseline ruleset is in force instead: ${b.backend}, \\d+ rules, sha256 [0-9a-f]{64}; allows tcp/22, tcp/2222, tcp/7000 `, 'm'),
+        new RegExp(`^cartridge-agent: ${esc(image.at(STATE_FILE))}: the firewall record is damaged: not valid JSON .*; the baseline ruleset is in force instead: ${b.backend}, \\d+ rules, sha256 [0-9a-f]{64}; allows tcp/22, tcp/2222, tcp/7000 `, 'm'),
       );
       assert.equal(await ours(pair, b.backend), baselineRules);
       assert.deepEqual(await pair.probe(targets('tcp', PORTS)), BASELINE, 'damaged record: the baseline, never an open host');

@@ -55,7 +55,8 @@ test('once beside a running daemon is refused (exit 10) naming it, and changes n
   const daemon = spawn(process.execPath, [BUNDLE, 'run', '--root', image.root, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
   try {
     const statusFile = image.at('/run/cartridge-agent/status.json');
-    await waitFor('the daemon to finish its boot work', () => existsSync(statusFile) && readFileSync(statusFile, 'utf8').includes('"activity": "ready'), 20_000);
+    const booted = () => existsSync(statusFile) && (JSON.parse(readFileSync(statusFile, 'utf8')) as { payload: unknown }).payload !== null;
+    await waitFor('the daemon to finish its boot work', booted, 30_000);
     const refusedAt = readFileSync(image.at('/run/cartridge-agent/payload.env'), 'utf8');
     pointTo(servers[0]!);
     const r = await once();

@@ -141,6 +141,6 @@ test('enforce with nothing recorded and firewall.baseline.enabled false: exit 0,
 test('enforce with a damaged record and the baseline disabled: exit 8 naming the file, nothing touched', async () => {
   const r = await restoreIn('enforce', '{ broken', { enabled: false });
   assert.equal(r.code, ExitCode.FIREWALL, r.out);
-  assert.match(r.err, new RegExp(`^cartridge-agent: ${r.file.replace(/[.]/g, '\\.')} is not valid JSON`));
+  assert.match(r.err, new RegExp(`^cartridge-agent: ${r.file.replace(/[.]/g, '\\.')}: the firewall record is damaged: not valid JSON`));
   assert.doesNotMatch(r.err, /baseline/);
 });

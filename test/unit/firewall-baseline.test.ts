@@ -194,13 +194,13 @@ test('restoreAtBoot: first boot → baseline; damaged record → baseline, then 
     restoreAtBoot({ config: cfg, ...dir, log: silentLogger(), runner: host.runner }),
     (err: unknown) =>
       err instanceof FirewallError &&
-      err.message.startsWith(`${dir.file} is not a firewall record of this agent (version 1); the baseline ruleset is in force instead: nft, `) &&
+      err.message.startsWith(`${dir.file}: the firewall record is damaged: not a firewall record of this agent (version 2, expected 1); the baseline ruleset is in force instead: nft, `) &&
       err.message.endsWith('allows tcp/22 (firewall.alwaysAllow, firewall.baseline.allow)'),
   );
   assert.equal(normaliseNftListing(host.state.table ?? ''), baselineReadBack(cfg.firewall, 'nft'));
 
   const disabled = fakeNftHost();
-  await assert.rejects(restoreAtBoot({ config: config({ baseline: { enabled: false } }), ...stateDir(t, '{ torn'), log: silentLogger(), runner: disabled.runner }), /is not valid JSON/);
+  await assert.rejects(restoreAtBoot({ config: config({ baseline: { enabled: false } }), ...stateDir(t, '{ torn'), log: silentLogger(), runner: disabled.runner }), /the firewall record is damaged: not valid JSON/);
   assert.equal(disabled.state.table, null, 'baseline disabled: nothing applied');
   assert.deepEqual(await restoreAtBoot({ config: config({ baseline: { enabled: false } }), ...stateDir(t), log: silentLogger(), runner: disabled.runner }), { kind: 'nothing' });
 });

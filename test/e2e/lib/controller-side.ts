@@ -132,6 +132,12 @@ export class ControllerSide {
     return JSON.parse(r.out) as { personality: string; userData: { plain: string }; publicKey: string };
   }
 
+  /** `cartridge-controller terminate` against the running serve (from inside its namespace). */
+  async terminate(cluster: string, member: string): Promise<void> {
+    const r = await runCommand('ip', ['netns', 'exec', this.ns, process.execPath, CONTROLLER_BUNDLE, 'terminate', '--state', this.stateDir, '--cluster', cluster, '--member', member, '--url', this.httpUrl]);
+    if (r.code !== 0) throw new Error(`terminate failed (${r.code}): ${r.err}`);
+  }
+
   /** The controller's view of one member (GET /api/members, from inside its namespace). */
   async member(cluster: string, member: string): Promise<MemberView | undefined> {
     const script = `fetch(process.argv[1]).then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { console.error(e.message); process.exit(1); })`;
