@@ -4,7 +4,7 @@
  * personality content register printed and payload.publicKey = the controller's key.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,12 +12,12 @@ import { after, before, test } from 'node:test';
 import { BUNDLE, makeImageRoot, runAgent } from '../../scripts/lib/fake-instance';
 import { main, type CliIo } from '../../controller-stub/src/cli';
 import { readServeInfo } from '../../controller-stub/src/serve';
+import { startServeProcess, type ServeProcess } from '../fixtures/controller/serve-process';
 
 const PAYLOAD = 'APPLICATION_ID=shop,SERVICE_NAME=php,CLUSTER_ID=php.shop,MEMBER_ID=php.member-1,PORTS=80|443,DB_PASSWORD=s3cr3t,DB_URL=mysql://db:3306/shop?ssl=true\n';
 let dir: string;
 let serve: ChildProcess;
-let serveOut = '';
-let serveErr = '';
+let serveProcess: ServeProcess;
 
 /** Run the CLI in this process; serve runs as a real child process. */
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -32,14 +32,8 @@ before(async () => {
   assert.ok(existsSync(BUNDLE), `${BUNDLE} missing: run 'npm run build' (npm test does)`);
   dir = mkdtempSync(path.join(tmpdir(), 'controller-e2e-'));
   writeFileSync(path.join(dir, 'payload.txt'), PAYLOAD);
-  serve = spawn(process.execPath, ['--import', 'tsx', 'controller-stub/src/bin.ts', 'serve', '--state', path.join(dir, 'state'), '--http', '127.0.0.1:0', '--mqtt-port', '0', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  serve.stdout?.on('data', (d) => (serveOut += d));
-  serve.stderr?.on('data', (d) => (serveErr += d));
-  const deadline = Date.now() + 20_000;
-  while (!/public key: /.test(serveOut)) {
-    if (Date.now() > deadline || serve.exitCode !== null) throw new Error(`serve did not start: ${serveOut}\n${serveErr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  serveProcess = await startServeProcess(path.join(dir, 'state'));
+  serve = serveProcess.child;
 });
 after(() => {
   if (serve.exitCode === null) serve.kill('SIGKILL');
@@ -51,7 +45,7 @@ test('e2e: register → agent once fetches the signed payload and exports it; ta
   const reg = await cli(['register', '--state', state, '--cluster', 'php.shop', '--member', 'php.member-1', '--payload-file', path.join(dir, 'payload.txt'), '--json']);
   assert.equal(reg.code, 0, reg.err);
   const printed = JSON.parse(reg.out) as { personality: string; publicKey: string; payloadUrl: string; userData: { plain: string; mime: string } };
-  assert.equal(printed.publicKey, /public key: (\S+)/.exec(serveOut)?.[1], 'register prints the key serve signs with');
+  assert.equal(printed.publicKey, /public key: (\S+)/.exec(serveProcess.out())?.[1], 'register prints the key serve signs with');
   assert.ok(printed.payloadUrl.startsWith(readServeInfo(state)?.publicUrl ?? '!'), 'the URL points at the running serve');
 
   const image = makeImageRoot(null, { payload: { publicKey: printed.publicKey } });
@@ -110,7 +104,7 @@ test('e2e: fleet and terminate through the CLI; the agent is refused afterwards;
 
   const exited = new Promise<number | null>((resolve) => serve.once('exit', (code) => resolve(code)));
   serve.kill('SIGTERM');
-  assert.equal(await exited, 0, serveErr);
+  assert.equal(await exited, 0, serveProcess.err());
   assert.equal(readServeInfo(state), null, 'serve.json removed');
   const down = await cli(['fleet', '--state', state]);
   assert.equal(down.code, 5);

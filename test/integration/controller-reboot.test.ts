@@ -7,7 +7,7 @@
  * lost the credential and answers "reused", the instance that spent the token uses its cache.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,6 +15,7 @@ import { after, before, test } from 'node:test';
 import { main, type CliIo } from '../../controller-stub/src/cli';
 import { MEMBERS_FILE } from '../../controller-stub/src/members';
 import { readServeInfo } from '../../controller-stub/src/serve';
+import { startServeProcess, type ServeProcess } from '../fixtures/controller/serve-process';
 import { instanceIdFromUrl } from '../../agent/src/sources/personality';
 import { BUNDLE, makeImageRoot, runAgent, type ImageRoot, type RunResult } from '../../scripts/lib/fake-instance';
 
@@ -23,8 +24,7 @@ const CREDENTIAL = '/var/lib/cartridge-agent/credential.json';
 let dir: string;
 let state: string;
 let serve: ChildProcess;
-let serveOut = '';
-let serveErr = '';
+let serveProcess: ServeProcess;
 let image: ImageRoot;
 let pointer: string;
 
@@ -44,14 +44,8 @@ before(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'controller-reboot-'));
   state = path.join(dir, 'state');
   writeFileSync(path.join(dir, 'payload.txt'), PAYLOAD);
-  serve = spawn(process.execPath, ['--import', 'tsx', 'controller-stub/src/bin.ts', 'serve', '--state', state, '--http', '127.0.0.1:0', '--mqtt-port', '0', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  serve.stdout?.on('data', (d) => (serveOut += d));
-  serve.stderr?.on('data', (d) => (serveErr += d));
-  const deadline = Date.now() + 20_000;
-  while (!/public key: /.test(serveOut)) {
-    if (Date.now() > deadline || serve.exitCode !== null) throw new Error(`serve did not start: ${serveOut}\n${serveErr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  serveProcess = await startServeProcess(state);
+  serve = serveProcess.child;
   const reg = await cli(['register', '--state', state, '--cluster', 'php.shop', '--member', 'php.member-1', '--payload-file', path.join(dir, 'payload.txt'), '--single-use', '--json']);
   assert.equal(reg.code, 0, reg.err);
   const printed = JSON.parse(reg.out) as { personality: string; publicKey: string };

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { encodeHolder, processStartTime } from '../../agent/src/io/run-lock';
+import { bootId, encodeHolder, processStartTime } from '../../agent/src/io/run-lock';
 import { renderEnvFile } from '../../agent/src/export/render';
 import { BUNDLE, makeImageRoot, runAgent, startPayloadServer, type ImageRoot, type PayloadServer } from '../../scripts/lib/fake-instance';
 import { waitFor } from '../helpers/wait';
@@ -79,7 +79,7 @@ test('a lock left by a run that was killed is taken over; stale temp files every
   await new Promise((resolve) => dead.once('exit', resolve));
   const state = image.at('/var/lib/cartridge-agent');
   mkdirSync(`${state}/cache`, { recursive: true });
-  symlinkSync(encodeHolder({ pid, startTime, command: 'once', since: '2026-12-01T00:00:00Z' }), `${state}/run.lock`);
+  symlinkSync(encodeHolder({ pid, startTime, boot: bootId(), command: 'once' }), `${state}/run.lock`);
   const stale = [
     `${state}/cache/.0123456789abcdef0123456789abcdef.payload.json.tmp-0123456789ab`,
     `${state}/.firewall.json.tmp-00112233aabb`,

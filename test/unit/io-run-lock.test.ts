@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { BusyError } from '../../agent/src/errors';
-import { acquireRunLock, decodeHolder, encodeHolder, LOCK_FILE, processStartTime } from '../../agent/src/io/run-lock';
+import { acquireRunLock, bootId, decodeHolder, encodeHolder, LOCK_FILE, processStartTime } from '../../agent/src/io/run-lock';
 
 const base = mkdtempSync(path.join(tmpdir(), 'run-lock-'));
 after(() => rmSync(base, { recursive: true, force: true }));
@@ -24,7 +24,7 @@ function deadPid(): number {
 }
 
 test('holder text round-trips and fits in an inode', () => {
-  const h = { pid: 4194304, startTime: '123456789012', command: 'firewall restore', since: '2026-12-01T20:40:31Z' };
+  const h = { pid: 4194304, startTime: '123456789012', boot: 'a1b2c3d4', command: 'firewall restore' };
   const text = encodeHolder(h);
   assert.ok(text.length <= 60, `${text.length} bytes: no longer a fast symlink`);
   assert.deepEqual(decodeHolder(text), h);
@@ -45,7 +45,7 @@ test('processStartTime reads field 22 even when the command name holds spaces an
 test('acquire, release, acquire again', async () => {
   const dir = freshDir();
   const lock = await acquireRunLock({ stateDir: dir, command: 'once', waitMs: 0 });
-  assert.match(readlinkSync(lock.file), new RegExp(`^${process.pid} \\d+ once `));
+  assert.match(readlinkSync(lock.file), new RegExp(`^${process.pid} \\d+ [0-9a-f]{8} once$`));
   await lock.release();
   assert.equal(existsSync(lock.file), false);
   const again = await acquireRunLock({ stateDir: dir, command: 'once', waitMs: 0 });
@@ -90,9 +90,11 @@ test('a lock whose holder died, or that is not a lock at all, is broken', async 
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, LOCK_FILE);
   const stale = [
-    encodeHolder({ pid: deadPid(), startTime: '1', command: 'once', since: '2026-01-01T00:00:00Z' }),
+    encodeHolder({ pid: deadPid(), startTime: '1', boot: bootId(), command: 'once' }),
     // pid alive (ours) but another start time: the pid was reused
-    encodeHolder({ pid: process.pid, startTime: '1', command: 'run', since: '2026-01-01T00:00:00Z' }),
+    encodeHolder({ pid: process.pid, startTime: '1', boot: bootId(), command: 'run' }),
+    // pid and start time as ours, but taken in an earlier boot
+    encodeHolder({ pid: process.pid, startTime: processStartTime(process.pid) ?? '1', boot: bootId() === '00000000' ? '11111111' : '00000000', command: 'run' }),
     'half written',
   ];
   for (const target of stale) {
@@ -110,7 +112,7 @@ test('release leaves a lock that is no longer ours alone', async () => {
   const dir = freshDir();
   const lock = await acquireRunLock({ stateDir: dir, command: 'once', waitMs: 0 });
   unlinkSync(lock.file);
-  const other = encodeHolder({ pid: 1, startTime: processStartTime(1) ?? '0', command: 'run', since: '2026-01-01T00:00:00Z' });
+  const other = encodeHolder({ pid: 1, startTime: processStartTime(1) ?? '0', boot: bootId(), command: 'run' });
   symlinkSync(other, lock.file);
   await lock.release();
   assert.equal(readlinkSync(lock.file), other);
