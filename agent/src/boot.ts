@@ -73,6 +73,8 @@ export async function bootOnce(ctx: BootContext): Promise<BootResult> {
     allowNames: config.payload.allowNames,
     maxKeys: config.payload.maxKeys,
     maxBytes: config.payload.maxBytes,
+    allowEmpty: config.payload.allowEmpty,
+    source: raw.via === 'cache' ? `the cache (saved ${raw.cachedAt}, from ${raw.origin})` : raw.origin,
   });
   log.info({ variables: payload.vars.size, format: payload.format, digest: payload.digest, via: raw.via }, 'payload accepted');
   // An invalid allowlist refuses the payload before anything is written.
