@@ -117,7 +117,7 @@ async function obtainPayload(
   const ref =
     discovery.content.kind === 'url'
       ? { kind: 'urls' as const, urls: [discovery.content.url] }
-      : decodeUserData(discovery.content.bytes, { maxBytes: config.payload.maxUserDataBytes });
+      : await decodeUserData(discovery.content.bytes, { maxBytes: config.payload.maxUserDataBytes, signal: ctx.signal });
 
   const publicKey = config.payload.publicKey
     ? loadPublicKey(config.payload.publicKey, (p) => readFileSync(paths.resolve(p)))
