@@ -74,7 +74,7 @@ export async function bootOnce(ctx: BootContext): Promise<BootResult> {
     maxKeys: config.payload.maxKeys,
     maxBytes: config.payload.maxBytes,
     allowEmpty: config.payload.allowEmpty,
-    source: raw.via === 'cache' ? `the cache (saved ${raw.cachedAt}, from ${raw.origin})` : raw.origin,
+    source: raw.via === 'cache' ? `the cache of ${raw.origin} (saved ${raw.cachedAt})` : raw.origin,
   });
   log.info({ variables: payload.vars.size, format: payload.format, digest: payload.digest, via: raw.via }, 'payload accepted');
   // An invalid allowlist refuses the payload before anything is written.

@@ -5,7 +5,7 @@
  * and cache — byte for byte as it was.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type http from 'node:http';
 import { forEachRuntime } from '../helpers/runtimes';
@@ -88,7 +88,6 @@ forEachRuntime((test) => {
   test('an inline user-data payload without variables is refused naming the seed file', async (agent) => {
     const image = makeImageRoot(null, { sources: { order: ['nocloud'] } });
     try {
-      const { mkdirSync, writeFileSync } = await import('node:fs');
       const seed = image.at('/var/lib/cloud/seed/nocloud');
       mkdirSync(seed, { recursive: true });
       writeFileSync(`${seed}/meta-data`, 'instance-id: iid-empty\n');
@@ -96,6 +95,24 @@ forEachRuntime((test) => {
       const r = await agent(['once', '--root', image.root]);
       assert.equal(r.code, 6, r.err);
       assert.match(r.err, /the payload from \/var\/lib\/cloud\/seed\/nocloud\/user-data has no variables/);
+    } finally {
+      image.remove();
+    }
+  });
+
+  test('an empty payload cached while allowEmpty was on is refused from the cache once it is off', async (agent) => {
+    const ctl = await switchableController();
+    ctl.set((res) => res.writeHead(200, { 'content-type': 'text/plain' }).end(''));
+    const image = makeImageRoot(ctl.url, { payload: { allowEmpty: true, fetch: { deadlineSeconds: 1 } } });
+    try {
+      assert.equal((await agent(['once', '--root', image.root])).code, 0);
+      await ctl.server.close(); // controller unreachable: the next boot would use the cache
+      const config = JSON.parse(readFileSync(image.at('/etc/cartridge-agent/agent.json'), 'utf8'));
+      config.payload.allowEmpty = false;
+      writeFileSync(image.at('/etc/cartridge-agent/agent.json'), JSON.stringify(config));
+      const r = await agent(['once', '--root', image.root]);
+      assert.equal(r.code, 6, r.err);
+      assert.match(r.err, /cartridge-agent: the payload from the cache of http:\/\/127\.0\.0\.1:\d+\/payload\/php\.member-1\?token=\[REDACTED\] \(saved \d{4}-\d\d-\d\dT[\d:.]+Z\) is empty \(0 bytes\)/);
     } finally {
       image.remove();
     }
