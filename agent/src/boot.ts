@@ -142,6 +142,8 @@ async function bootWork(ctx: BootContext): Promise<BootResult> {
     allowNames: config.payload.allowNames,
     maxKeys: config.payload.maxKeys,
     maxBytes: config.payload.maxBytes,
+    allowEmpty: config.payload.allowEmpty,
+    source: raw.via === 'cache' ? `the cache of ${raw.origin} (saved ${raw.cachedAt})` : raw.origin,
   });
   log.info({ variables: payload.vars.size, format: payload.format, digest: payload.digest, via: raw.via }, 'payload accepted');
   // An invalid allowlist refuses the payload before anything is written.
@@ -203,7 +205,7 @@ async function obtainPayload(
   const ref =
     discovery.content.kind === 'url'
       ? { kind: 'urls' as const, urls: [discovery.content.url] }
-      : decodeUserData(discovery.content.bytes, { maxBytes: config.payload.maxUserDataBytes });
+      : await decodeUserData(discovery.content.bytes, { maxBytes: config.payload.maxUserDataBytes, signal: ctx.signal });
 
   const publicKey = config.payload.publicKey
     ? loadPublicKey(config.payload.publicKey, (p) => readFileSync(paths.resolve(p)))

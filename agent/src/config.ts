@@ -75,6 +75,8 @@ const schema = object({
     /** Largest user data accepted from a source, in bytes (before and after decompression). */
     maxUserDataBytes: optional(int(1, 64 * 1024 * 1024), 1024 * 1024),
     maxKeys: optional(int(1, 1_000_000), 10_000),
+    /** Accept a payload with no variables (an empty body, `{}`, only comments). Off: such a payload is refused and the last good one stays. */
+    allowEmpty: optional(bool(), false),
     /** Names DESIGN.md refuses by default (PATH, LD_*, …) that this image explicitly allows. */
     allowNames: optional(arrayOf(envName, { unique: true }), []),
     /** Ed25519 public key (PEM file path, or base64 of the 32 raw bytes); when set every payload must be signed. */

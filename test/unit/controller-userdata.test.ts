@@ -36,19 +36,19 @@ test('personality: 1000 bytes is the limit, counted in bytes with the newline', 
   assert.throws(() => personalityContent(wide), /over the 1000-byte limit/);
 });
 
-test('plain user data: the agent decodes it as a pointer to the URL', () => {
-  assert.deepEqual(decodeUserData(Buffer.from(plainUserData(URL_)), limits), { kind: 'urls', urls: [URL_] });
+test('plain user data: the agent decodes it as a pointer to the URL', async () => {
+  assert.deepEqual(await decodeUserData(Buffer.from(plainUserData(URL_)), limits), { kind: 'urls', urls: [URL_] });
 });
 
-test('MIME user data: round trip through the agent decoder, with and without a cloud-config part', () => {
+test('MIME user data: round trip through the agent decoder, with and without a cloud-config part', async () => {
   const bare = mimeUserData(URL_);
-  assert.deepEqual(decodeUserData(Buffer.from(bare), limits), { kind: 'urls', urls: [URL_] });
+  assert.deepEqual(await decodeUserData(Buffer.from(bare), limits), { kind: 'urls', urls: [URL_] });
   assert.match(bare, /^Content-Type: multipart\/mixed; boundary="([^"]+)"\r\nMIME-Version: 1\.0\r\n/);
   assert.doesNotMatch(bare, /text\/cloud-config/);
 
   const cloudConfig = '#cloud-config\npackages:\n  - htop\nruncmd:\n  - [ sh, -c, "echo --=== not a boundary ===" ]\n' + 'x'.repeat(300) + '\n';
   const mixed = mimeUserData(URL_, { cloudConfig });
-  assert.deepEqual(decodeUserData(Buffer.from(mixed), limits), { kind: 'urls', urls: [URL_] });
+  assert.deepEqual(await decodeUserData(Buffer.from(mixed), limits), { kind: 'urls', urls: [URL_] });
   // The cloud-config part is intact for cloud-init: base64 in lines of at most 76 characters.
   const boundary = /boundary="([^"]+)"/.exec(mixed)?.[1] as string;
   const part = mixed.split(`--${boundary}`)[1] as string;

@@ -13,6 +13,7 @@ import { INSTANCE_CREDENTIAL_HEADER, parseRefusal, PAYLOAD_ACCEPT, PAYLOAD_SIGNA
 import { redactUrl } from '../redact';
 import { parseRetryAfterMs } from './backoff';
 import { credentialGuard, type FetchIdentity } from './credential';
+import { readRefusalReason } from './refusal-reason';
 import { verifySignature } from './signature';
 
 export interface AttemptOptions {
@@ -80,12 +81,22 @@ function watchedAgents(ca: string | Buffer | undefined, onConnected: () => void)
   return { http: httpAgent, https: httpsAgent };
 }
 
-function statusError(status: number, statusText: string, retryAfter: string | undefined, now: number): AttemptError {
+/** `reason`: the server's own explanation, already sanitized (./refusal-reason). */
+function statusError(status: number, statusText: string, retryAfter: string | undefined, now: number, reason: string | undefined): AttemptError {
   const what = `HTTP ${status}${statusText ? ` ${statusText}` : ''}`;
+  const says = reason !== undefined ? `; the server says: "${reason}"` : '';
   if (status === 408 || status === 429 || status >= 500) {
-    return new AttemptError(what, false, parseRetryAfterMs(retryAfter, now));
+    return new AttemptError(`${what}${says}`, false, parseRetryAfterMs(retryAfter, now));
   }
-  return new AttemptError(`${what} (not retried: a ${status} answer will not change by asking again)`, true);
+  return new AttemptError(`${what} (not retried: a ${status} answer will not change by asking again)${says}`, true);
+}
+
+/** Redirects lead only to http(s); anything else (file:, ftp:, data: …) is a misconfigured or hostile server. */
+function refuseRedirect(from: string, toProtocol: unknown): string | undefined {
+  const to = String(toProtocol ?? '').toLowerCase();
+  if (to !== 'http:' && to !== 'https:') return `redirected to a ${to} URL; only http and https redirects are followed (not retried)`;
+  if (from.toLowerCase().startsWith('https:') && to === 'http:') return 'redirected from https to http; refused';
+  return undefined;
 }
 
 function headerString(value: unknown): string | undefined {
@@ -117,7 +128,8 @@ export async function fetchOnce(url: string, opts: AttemptOptions): Promise<Atte
     : setTimeout(() => abort(`${DEADLINE_CUT} while waiting for the response`, true), left);
   const agents = watchedAgents(opts.caPem, () => clearTimeout(connectTimer));
   const guard = credentialGuard(url, opts.identity);
-  let downgrade = false;
+  let redirectRefused: string | undefined;
+  let refusal: AttemptError | undefined;
   try {
     const res = await axios.request<Readable>({
       url,
@@ -131,10 +143,8 @@ export async function fetchOnce(url: string, opts: AttemptOptions): Promise<Atte
       proxy: false,
       maxRedirects: MAX_REDIRECTS,
       beforeRedirect: (options: Record<string, unknown>) => {
-        if (url.toLowerCase().startsWith('https:') && options.protocol === 'http:') {
-          downgrade = true;
-          throw new Error('redirect from https to http refused');
-        }
+        redirectRefused = refuseRedirect(url, options.protocol);
+        if (redirectRefused !== undefined) throw new Error(redirectRefused);
         guard.onRedirect(options);
       },
       validateStatus: () => true,
@@ -144,10 +154,10 @@ export async function fetchOnce(url: string, opts: AttemptOptions): Promise<Atte
     body = res.data;
     if (abortReason !== undefined) body.destroy();
     if (res.status < 200 || res.status > 299) {
-      body.destroy();
-      const refused = statusError(res.status, res.statusText, headerString(res.headers['retry-after']), opts.now());
-      refused.refusal = parseRefusal(headerString(res.headers[REFUSAL_HEADER.toLowerCase()]));
-      throw refused;
+      const reason = await readRefusalReason(body);
+      refusal = statusError(res.status, res.statusText, headerString(res.headers['retry-after']), opts.now(), reason);
+      refusal.refusal = parseRefusal(headerString(res.headers[REFUSAL_HEADER.toLowerCase()]));
+      throw refusal;
     }
     // Content-Length counts encoded bytes; axios drops Content-Encoding once it decompresses,
     // so look at what was on the wire.
@@ -167,9 +177,11 @@ export async function fetchOnce(url: string, opts: AttemptOptions): Promise<Atte
     return { bytes, contentType: headerString(res.headers['content-type']), ...(credential ? { credential } : {}) };
   } catch (err) {
     if (err instanceof PayloadError) throw err;
+    // A timeout while reading the refusal's reason does not make the refusal retryable.
+    if (err === refusal && !opts.signal?.aborted) throw err;
     if (abortReason !== undefined) throw new AttemptError(abortReason, false, undefined, abortedByDeadline);
     if (err instanceof AttemptError) throw err;
-    if (downgrade) throw new AttemptError('redirected from https to http; refused', true);
+    if (redirectRefused !== undefined) throw new AttemptError(redirectRefused, true);
     const e = err as Error & { code?: string };
     const code = e.code && !e.message.includes(e.code) ? `${e.code}: ` : '';
     const hint = e.code && CERT_ERROR.test(e.code) ? ' (is payload.fetch.caFile the CA that signed the server certificate?)' : '';

@@ -3,10 +3,11 @@
  *
  *  - `urls` are mirrors of ONE payload (from `#include` or a single pointer). Each round tries
  *    them in order and returns the first that answers with the payload.
- *  - A terminal answer (4xx other than 408/429, too many redirects, an https→http redirect)
- *    drops that URL; when every URL is dropped the fetch fails at once with FetchError
- *    (terminal=true) whose context.refusals says which URL (by digest) the server refused
- *    why (X-Cartridge-Refusal). With one URL a 403 means exactly one request.
+ *  - A terminal answer (4xx other than 408/429, too many redirects, an https→http redirect, a
+ *    redirect to a scheme other than http/https) drops that URL; when every URL is dropped the
+ *    fetch fails at once with FetchError (terminal=true) whose context.refusals says which URL
+ *    (by digest) the server refused why (X-Cartridge-Refusal). With one URL a 403 means exactly
+ *    one request.
  *  - `identity` names the instance on every request and carries its credential (./credential).
  *  - Anything else (connection refused/reset, timeouts, 5xx, 408, 429, truncated body, TLS
  *    failures — the clock may be wrong early in boot) is retried after a full-jitter

@@ -13,6 +13,10 @@ export interface BuildPayloadOptions {
   allowNames: readonly string[];
   maxKeys: number;
   maxBytes: number;
+  /** payload.allowEmpty: accept a payload with no variables (default: refuse it). */
+  allowEmpty?: boolean;
+  /** Where the bytes came from, for errors: a redacted URL, a seed file, "the cached payload …". */
+  source?: string;
 }
 
 export function payloadDigest(bytes: Buffer): string {
@@ -24,8 +28,22 @@ export function buildPayload(bytes: Buffer, opts: BuildPayloadOptions): Payload 
     throw new PayloadError(`payload is ${bytes.length} bytes, more than the ${opts.maxBytes} allowed by payload.maxBytes`, { size: bytes.length, limit: opts.maxBytes });
   }
   const { format, entries } = parsePayload(bytes, opts.format);
+  if (entries.length === 0 && !opts.allowEmpty) refuseEmpty(bytes, opts.source ?? 'the payload source');
   const vars = validateEntries(entries, { allowNames: opts.allowNames, maxKeys: opts.maxKeys });
   return { vars, format, digest: payloadDigest(bytes) };
+}
+
+/**
+ * An empty body or one without a single variable is far more often a controller bug (a
+ * truncated store, a template that rendered nothing) than an intent: exporting it would
+ * wipe every variable the instance runs with. Refused unless payload.allowEmpty says otherwise.
+ */
+function refuseEmpty(bytes: Buffer, source: string): never {
+  const what = bytes.length === 0 ? 'is empty (0 bytes)' : `has no variables (${bytes.length} bytes that hold no NAME=VALUE)`;
+  throw new PayloadError(
+    `the payload from ${source} ${what}; refused, so the last good payload and exports stay as they are. Set payload.allowEmpty to true to accept an empty payload`,
+    { size: bytes.length, setting: 'payload.allowEmpty' },
+  );
 }
 
 export { decodeUserData, type UserDataLimits } from './userdata';

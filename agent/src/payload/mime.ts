@@ -18,10 +18,16 @@ export interface ContentType {
 }
 
 const HEADER_LINE = /^([!-9;-~]+):[ \t]*(.*)$/;
+/**
+ * The mbox envelope line (`From nobody Mon Jan  1 00:00:00 2024`) that Python's email module
+ * writes first with unixfrom=True and skips when it reads an entity (feedparser, so
+ * cloud-init): it is not a header.
+ */
+const UNIX_FROM = /^From [^\r\n]*(?:\r?\n|$)/;
 
 /** Split a header block from its body. `where` names the entity in errors (e.g. "MIME part 2"). */
 export function parseEntity(buf: Buffer, where: string): MimeEntity {
-  const text = buf.toString('latin1');
+  const text = buf.toString('latin1').replace(UNIX_FROM, '');
   const end = /\r?\n\r?\n/.exec(text);
   // A part may start with its blank line (no headers at all): then everything is body.
   const startsBlank = /^\r?\n/.exec(text);

@@ -16,12 +16,13 @@ import { PayloadError } from '../errors';
 const PAIR_START = /,(?=[A-Z_][A-Z0-9_]*=)/g;
 
 export function parseLaunchParams(text: string): Array<[string, string]> {
+  // Blank text holds no pairs, whatever its line breaks (the caller decides if empty is allowed).
+  if (text.trim() === '') return [];
   const line = text.replace(/\r?\n$/, '');
   const newline = line.search(/[\r\n]/);
   if (newline >= 0) {
     throw new PayloadError(`launch-params: line break at position ${newline + 1}; this format is one line (use dotenv for several lines)`, { position: newline + 1 });
   }
-  if (line.trim() === '') return [];
   const entries: Array<[string, string]> = [];
   let start = 0;
   const cuts = [...line.matchAll(PAIR_START)].map((m) => m.index as number);

@@ -22,19 +22,28 @@
  *  5. One non-empty line that is an http(s) URL: a pointer.
  *  6. Anything else: the inline payload itself.
  *
- * The size limit (payload.maxUserDataBytes) applies to the raw bytes and after every decoding step.
+ * payload.maxUserDataBytes bounds the raw bytes, every decoded step, and the bytes all gzip
+ * layers and MIME parts inflate to IN TOTAL; a time limit and the stop signal bound the rest
+ * (see ./decode-budget). Async: inflating runs off the event loop, so SIGTERM is heard.
  */
 import { PayloadError } from '../errors';
 import type { PayloadRef } from './types';
-import { gunzipCapped, isGzip } from './gzip';
+import { DecodeBudget, USER_DATA_BUDGET_KEY as LIMIT_KEY } from './decode-budget';
+import { gunzipBudgeted, isGzip } from './gzip';
 import { findOurPart, looksLikeMime } from './userdata-mime';
 import { isPrintableText } from './utf8';
 
 export interface UserDataLimits {
+  /** payload.maxUserDataBytes */
   maxBytes: number;
+  /** The agent's stop signal: a stop ends the decode at the next chunk or part. */
+  signal?: AbortSignal;
+  /** Wall-time limit of the whole decode (default DECODE_TIME_LIMIT_MS). */
+  timeLimitMs?: number;
+  /** Test seam: the clock the time limit is measured with. */
+  now?: () => number;
 }
 
-const LIMIT_KEY = 'payload.maxUserDataBytes';
 const MAX_LAYERS = 4;
 
 export function checkUserDataSize(buf: Buffer, maxBytes: number, what: string): void {
@@ -43,22 +52,29 @@ export function checkUserDataSize(buf: Buffer, maxBytes: number, what: string): 
   }
 }
 
-export function decodeUserData(bytes: Buffer, limits: UserDataLimits): PayloadRef {
+export async function decodeUserData(bytes: Buffer, limits: UserDataLimits): Promise<PayloadRef> {
   const max = limits.maxBytes;
   checkUserDataSize(bytes, max, 'user data');
-  const content = unwrapLayers(bytes, max);
+  const budget = new DecodeBudget({
+    maxInflatedBytes: max,
+    signal: limits.signal,
+    ...(limits.timeLimitMs !== undefined ? { timeLimitMs: limits.timeLimitMs } : {}),
+    ...(limits.now ? { now: limits.now } : {}),
+  });
+  const content = await unwrapLayers(bytes, max, budget);
   if (looksLikeMime(content)) {
-    return classifyContent(findOurPart(content, max), 'our MIME part');
+    return classifyContent(await findOurPart(content, max, budget), 'our MIME part');
   }
   refuseForeignFormats(content);
   return classifyContent(content, 'user data');
 }
 
-function unwrapLayers(bytes: Buffer, max: number): Buffer {
+async function unwrapLayers(bytes: Buffer, max: number, budget: DecodeBudget): Promise<Buffer> {
   let current = bytes;
   for (let layer = 0; layer < MAX_LAYERS; layer++) {
+    await budget.pause('user data');
     if (isGzip(current)) {
-      current = gunzipCapped(current, max, 'user data', LIMIT_KEY);
+      current = await gunzipBudgeted(current, budget, layer === 0 ? 'user data' : `user data (layer ${layer + 1})`);
       continue;
     }
     const decoded = decodeWholeBodyBase64(current);
