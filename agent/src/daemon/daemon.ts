@@ -130,7 +130,10 @@ export class Daemon {
         if (this.stopRequested.signal.aborted) return null;
         if (!(err instanceof AgentError) || isTerminal(err)) {
           const code = err instanceof AgentError ? err.exitCode : ExitCode.INTERNAL;
-          const text = `stopped, not restarted (exit ${code}): ${(err as Error).message}; fix the cause, then: systemctl restart cartridge-agent`;
+          // The controller's refusal word first: STATUS= is cut at 200 characters.
+          const words = err instanceof FetchError ? refusalWords(err) : [];
+          const why = words.length > 0 ? `the controller refused (${words.join(', ')}): ` : '';
+          const text = `stopped, not restarted (exit ${code}): ${why}${(err as Error).message}; fix the cause, then: systemctl restart cartridge-agent`;
           log.error({ exitCode: code }, text);
           this.setActivity(text);
           await this.notifier.drain();
@@ -355,6 +358,13 @@ const RETRY_CAP_MS = 60_000;
  * controller is retried in the process.
  */
 export const RUN_TERMINAL_EXIT_CODES: readonly ExitCode[] = [ExitCode.CONFIG, ExitCode.NO_POINTER, ExitCode.FETCH, ExitCode.PAYLOAD_REJECTED];
+
+/** The controller's X-Cartridge-Refusal words (revoked, expired …) carried by a terminal fetch error. */
+function refusalWords(err: FetchError): string[] {
+  const refusals = err.context.refusals;
+  if (!Array.isArray(refusals)) return [];
+  return [...new Set(refusals.map((r) => (r as { refusal?: unknown }).refusal).filter((w): w is string => typeof w === 'string'))];
+}
 
 function isTerminal(err: AgentError): boolean {
   if (err instanceof FetchError) return err.terminal;
