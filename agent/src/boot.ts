@@ -149,6 +149,42 @@ async function bootWork(ctx: BootContext): Promise<BootResult> {
   // An invalid allowlist refuses the payload before anything is written.
   if (config.firewall.mode !== 'off') buildPolicy(payload.vars, config.firewall);
 
+  const { written, firewall } = await stageApplyCommit(ctx, payload, discovery, raw, cache, status);
+  // Committed: from here on nothing is undone.
+  log.info({ files: written }, 'exports written');
+  const shellOmitted = config.export.shFile === null ? [] : omittedFromShFile(payload.vars);
+  if (shellOmitted.length > 0) {
+    log.warn(
+      { names: shellOmitted, file: config.export.shFile },
+      `names special to a shell left out of ${config.export.shFile} (kept in the EnvironmentFile and JSON; docs/payload.md): ${shellOmitted.join(', ')}`,
+    );
+  }
+  await cache.pruneOthers(discovery.instanceId);
+  await firewall.finish();
+  return {
+    discovery: { source: discovery.source, instanceId: discovery.instanceId, origin: discovery.origin },
+    payload,
+    via: raw.via,
+    ...(raw.cachedAt ? { cachedAt: raw.cachedAt } : {}),
+    written,
+    shellOmitted,
+    firewall: firewall.state,
+  };
+}
+
+/**
+ * Stage the exports and the cache entry, apply the allowlist, stage its record, commit all.
+ * Any failure discards what was staged and puts the rules that were in force back.
+ */
+async function stageApplyCommit(
+  ctx: BootContext,
+  payload: Payload,
+  discovery: Discovery,
+  raw: RawPayload,
+  cache: PayloadCache,
+  status: (text: string) => void,
+): Promise<{ written: string[]; firewall: FirewallChange }> {
+  const { config, paths, log } = ctx;
   const txn = new FileTransaction();
   let firewall: FirewallChange | null = null;
   try {
@@ -158,36 +194,12 @@ async function bootWork(ctx: BootContext): Promise<BootResult> {
     if (raw.via !== 'cache') await cache.stage(txn, { instanceId: discovery.instanceId, bytes: raw.bytes, origin: raw.origin, urlDigest: raw.urlDigest });
 
     status(`firewall: ${config.firewall.mode}`);
-    firewall = await changeFirewall({
-      config,
-      paths,
-      log,
-      payloadVars: payload.vars,
-      controllerEndpoints: endpointsFromUrls(raw.controllerUrls),
-    });
+    firewall = await changeFirewall({ config, paths, log, payloadVars: payload.vars, controllerEndpoints: endpointsFromUrls(raw.controllerUrls) });
     if (firewall.record) await stageApplied(txn, paths.resolve(config.state.dir), firewall.record);
 
     status('committing exports, cache and firewall record');
     await txn.commit();
-    log.info({ files: written }, 'exports written');
-    const shellOmitted = config.export.shFile === null ? [] : omittedFromShFile(payload.vars);
-    if (shellOmitted.length > 0) {
-      log.warn(
-        { names: shellOmitted, file: config.export.shFile },
-        `names special to a shell left out of ${config.export.shFile} (kept in the EnvironmentFile and JSON; docs/payload.md): ${shellOmitted.join(', ')}`,
-      );
-    }
-    await cache.pruneOthers(discovery.instanceId);
-    await firewall.finish();
-    return {
-      discovery: { source: discovery.source, instanceId: discovery.instanceId, origin: discovery.origin },
-      payload,
-      via: raw.via,
-      ...(raw.cachedAt ? { cachedAt: raw.cachedAt } : {}),
-      written,
-      shellOmitted,
-      firewall: firewall.state,
-    };
+    return { written, firewall };
   } catch (err) {
     await txn.discard();
     await firewall?.rollback();

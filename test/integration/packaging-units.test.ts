@@ -10,7 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parseConfig } from '../../agent/src/config';
-import { RUN_TERMINAL_EXIT_CODES } from '../../agent/src/daemon/daemon';
+import { RUN_TERMINAL_EXIT_CODES } from '../../agent/src/daemon/boot-retry';
 import { requireCommands, requireFile } from '../helpers/env';
 import { BAKE, UNITS, UNIT_SOURCES, bundleBuilt, makeImageRoot, runSh, tempDir } from '../fixtures/packaging/image';
 

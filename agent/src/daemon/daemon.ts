@@ -7,9 +7,6 @@
  * broker outage is state to report, never a reason to hold up the boot or restart.
  */
 import type { AgentConfig } from '../config';
-import { AgentError, ExitCode, FetchError } from '../errors';
-import { abortableSleep } from '../io/abortable-sleep';
-import { backoffDelayMs } from '../payload/backoff';
 import { buildPolicy } from '../firewall/allowlist';
 import { createFirewallKeeper, type FirewallKeeper } from '../firewall';
 import type { FirewallState } from '../firewall/types';
@@ -21,6 +18,7 @@ import { readinessPorts, waitForPorts } from '../lifecycle/readiness';
 import type { Logger } from '../log';
 import type { RootedPaths } from '../paths';
 import { createNotifier, createWatchdog, type Notifier, type Watchdog } from '../systemd';
+import { bootUntilDone } from './boot-retry';
 import { STATUS_FILE, writeStatus, type DaemonStatus } from './status';
 
 export interface DaemonDeps {
@@ -86,7 +84,13 @@ export class Daemon {
       // (a `once` or `firewall apply` beside it would be undone by the drift keeper).
       lock = await lockRoot({ config, paths: this.deps.paths, log, signal: this.stopRequested.signal }, 'run');
       this.hooks = HookRunner.fromConfig(config, this.deps.paths, log);
-      const boot = await this.bootUntilDone(config);
+      const boot = await bootUntilDone({
+        boot: () => bootOnce({ config, paths: this.deps.paths, log, signal: this.stopRequested.signal, onStatus: (t) => this.setActivity(t) }),
+        log,
+        signal: this.stopRequested.signal,
+        say: (text) => this.setActivity(text),
+        drain: () => this.notifier.drain(),
+      });
       if (!boot) return 0; // stopped while retrying
       this.firewallState = boot.firewall;
       this.current = await this.startGeneration(config, boot);
@@ -110,42 +114,6 @@ export class Daemon {
       if (this.tick) clearInterval(this.tick);
       this.watchdog?.stop();
       await lock?.release();
-    }
-  }
-
-  /**
-   * The boot work, retried in this process while the failure may pass (controller unreachable
-   * with nothing cached, a full disk, a firewall tool failing, another run holding the lock),
-   * with growing pauses, so the unit never restarts in a tight loop. A terminal failure (bad
-   * config, no pointer, a refused payload, a refusal by the controller) is not retried: it is
-   * said in STATUS= and the journal, and `run` exits with its code, which the unit's
-   * RestartPreventExitStatus= keeps systemd from restarting. Null: stopped while waiting.
-   */
-  private async bootUntilDone(config: AgentConfig): Promise<BootResult | null> {
-    const { paths, log } = this.deps;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await bootOnce({ config, paths, log, signal: this.stopRequested.signal, onStatus: (t) => this.setActivity(t) });
-      } catch (err) {
-        if (this.stopRequested.signal.aborted) return null;
-        if (!(err instanceof AgentError) || isTerminal(err)) {
-          const code = err instanceof AgentError ? err.exitCode : ExitCode.INTERNAL;
-          // The controller's refusal word first: STATUS= is cut at 200 characters.
-          const words = err instanceof FetchError ? refusalWords(err) : [];
-          const why = words.length > 0 ? `the controller refused (${words.join(', ')}): ` : '';
-          const text = `stopped, not restarted (exit ${code}): ${why}${(err as Error).message}; fix the cause, then: systemctl restart cartridge-agent`;
-          log.error({ exitCode: code }, text);
-          this.setActivity(text);
-          await this.notifier.drain();
-          throw err;
-        }
-        // Jittered (a fleet failing together does not retry in lockstep), never under a second.
-        const waitMs = Math.max(1_000, backoffDelayMs(attempt, RETRY_BASE_MS, RETRY_CAP_MS));
-        const text = `boot work failed (exit ${err.exitCode}), retrying in ${Math.round(waitMs / 1000)} s: ${err.message}`;
-        log.warn({ exitCode: err.exitCode, attempt: attempt + 1 }, text);
-        this.setActivity(text);
-        if (!(await abortableSleep(waitMs, this.stopRequested.signal))) return null;
-      }
     }
   }
 
@@ -345,30 +313,6 @@ export class Daemon {
       app: this.app,
     };
   }
-}
-
-/** Pauses between boot attempts of `run`: up to 2 s, doubling to up to 60 s. */
-const RETRY_BASE_MS = 2_000;
-const RETRY_CAP_MS = 60_000;
-
-/**
- * The exit codes `run` stops with for good (the unit's RestartPreventExitStatus= lists them):
- * failures the same attempt would meet again, which only a changed config, pointer, payload or
- * controller answer can cure. `run` exits 5 only for a terminal refusal: an unreachable
- * controller is retried in the process.
- */
-export const RUN_TERMINAL_EXIT_CODES: readonly ExitCode[] = [ExitCode.CONFIG, ExitCode.NO_POINTER, ExitCode.FETCH, ExitCode.PAYLOAD_REJECTED];
-
-/** The controller's X-Cartridge-Refusal words (revoked, expired …) carried by a terminal fetch error. */
-function refusalWords(err: FetchError): string[] {
-  const refusals = err.context.refusals;
-  if (!Array.isArray(refusals)) return [];
-  return [...new Set(refusals.map((r) => (r as { refusal?: unknown }).refusal).filter((w): w is string => typeof w === 'string'))];
-}
-
-function isTerminal(err: AgentError): boolean {
-  if (err instanceof FetchError) return err.terminal;
-  return RUN_TERMINAL_EXIT_CODES.includes(err.exitCode);
 }
 
 /** What decides the broker connection: a change means reconnecting. */
