@@ -17,6 +17,7 @@ import { RootedPaths } from './paths';
 import { redactUrl } from './redact';
 import { probeAll } from './sources';
 import { readStateFile, stringRecord } from './io/state-file';
+import { NAME_PATTERN } from './payload/validate';
 
 declare const __AGENT_VERSION__: string | undefined;
 export const VERSION = typeof __AGENT_VERSION__ === 'string' ? __AGENT_VERSION__ : 'dev';
@@ -168,13 +169,21 @@ async function commandEnv(cli: ParsedCli, config: AgentConfig, paths: RootedPath
   return ExitCode.OK;
 }
 
+/** payload.json as the agent writes it: an object of strings under valid names. */
+function exportedPayloadProblem(value: unknown): string | null {
+  const problem = stringRecord(value);
+  if (problem) return problem;
+  const bad = Object.keys(value as object).find((k) => !NAME_PATTERN.test(k));
+  return bad === undefined ? null : `${JSON.stringify(bad.slice(0, 40))} is not a variable name (${NAME_PATTERN})`;
+}
+
 /** The payload as last exported (export.jsonFile): what `env` and `firewall` work from. */
 async function readExportedVars(config: AgentConfig, paths: RootedPaths): Promise<Map<string, string>> {
   if (!config.export.jsonFile) {
     throw new AgentError('this command reads export.jsonFile, which is disabled (null) in the config', ExitCode.CONFIG);
   }
   const file = paths.resolve(config.export.jsonFile);
-  const vars = await readStateFile<Record<string, string>>(file, 'the exported payload', stringRecord);
+  const vars = await readStateFile<Record<string, string>>(file, 'the exported payload', exportedPayloadProblem);
   if (!vars) throw new AgentError(`no ${file}: nothing is exported (has 'cartridge-agent once' run on this boot?)`, ExitCode.EXPORT);
   return new Map(Object.entries(vars));
 }

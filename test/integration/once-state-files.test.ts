@@ -14,6 +14,7 @@ const DAMAGE: Array<[label: string, text: string]> = [
   ['a string', '"A=x"'],
   ['wrong value type', '{"A": 1, "B": {"indexOf": 2}}'],
   ['empty', ''],
+  ['not a variable name', '{"PORTS": "80", "lower-case": "x"}'],
 ];
 
 let server: PayloadServer;
