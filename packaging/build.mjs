@@ -92,6 +92,7 @@ await build({
   format: 'cjs',
   target: 'node20',
   alias: { 'thread-stream': './packaging/stubs/thread-stream.cjs' },
+  define: { __AGENT_VERSION__: JSON.stringify(pkg.version) },
   legalComments: 'none',
   logLevel: 'warning',
 });

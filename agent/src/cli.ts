@@ -54,8 +54,9 @@ Commands:
 ${COMMON}
 
 Exit codes: 0 ok, 1 internal error, 2 usage, 3 config invalid, 4 no payload pointer,
-5 payload fetch failed, 6 payload refused, 7 export write failed, 8 firewall failed,
-9 firewall drift found by 'firewall check'.
+5 payload fetch failed, 6 payload refused, 7 a file of the boot work could not be written
+(nothing of that run in force), 8 firewall failed, 9 firewall drift found by 'firewall check',
+10 another cartridge-agent holds the run lock, 11 a state file of the agent is damaged.
 Logs are JSON lines on stderr (pipe through pino-pretty to read them).`,
   once: `Usage: cartridge-agent once [options]
 
@@ -147,6 +148,8 @@ export function parseCli(argv: readonly string[]): ParsedCli {
   const { values, positionals } = parsed;
   const [first, ...rest] = positionals;
   if (values.version && !first) return base('version', values);
+  // `once --version` must not quietly run the boot work.
+  if (values.version) throw new UsageError(`--version is not an option of '${first}'; for the version: cartridge-agent version`);
   if (!first) return { ...base('help', values), help: true };
   if (!(COMMANDS as readonly string[]).includes(first)) {
     throw new UsageError(`unknown command "${first}"; commands: ${COMMANDS.join(', ')}`);

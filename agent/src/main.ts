@@ -16,11 +16,11 @@ import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './log';
 import { RootedPaths } from './paths';
 import { redactUrl } from './redact';
 import { probeAll } from './sources';
+import { VERSION } from './protocol/version';
 import { readStateFile, stringRecord } from './io/state-file';
 import { NAME_PATTERN } from './payload/validate';
 
-declare const __AGENT_VERSION__: string | undefined;
-export const VERSION = typeof __AGENT_VERSION__ === 'string' ? __AGENT_VERSION__ : 'dev';
+export { VERSION } from './protocol/version';
 
 export interface Io {
   out: (text: string) => void;

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../../agent/src/log';
 import { DEFAULT_TOPIC_PREFIX } from '../../agent/src/protocol/mqtt';
+import { VERSION } from '../../agent/src/protocol/version';
 import { ControllerError, ControllerExit, describeError } from './errors';
 import { renderFleetTable } from './fleet-table';
 import type { MembersResponse } from './http';
@@ -47,6 +48,8 @@ Commands:
   fleet       show the members of the running controller
   terminate   revoke a member's token and credentials, clear its retained MQTT topics
   mosquitto-config   write mosquitto's password file, ACL and listener config for the members
+  version     print the version
+  help [CMD]  show help (also: <command> --help)
 
 Run 'cartridge-controller <command> --help' for a command's options.
 
@@ -204,12 +207,26 @@ function stateDirOf(values: Record<string, unknown>): string {
 
 export async function main(argv: string[], io: CliIo): Promise<number> {
   const [command, ...rest] = argv;
-  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    (command === undefined ? io.err : io.out)(HELP.main as string);
-    return command === undefined ? ControllerExit.USAGE : ControllerExit.OK;
+  // As cartridge-agent: no command, help and --help print the help on stdout and exit 0.
+  if (command === undefined || command === '--help' || command === '-h') {
+    io.out(HELP.main as string);
+    return ControllerExit.OK;
+  }
+  if (command === 'version' || command === '--version') {
+    io.out(`cartridge-controller ${VERSION}\n`);
+    return ControllerExit.OK;
+  }
+  if (command === 'help') {
+    const topic = rest[0];
+    if (topic !== undefined && !(topic in OPTIONS)) {
+      io.err(`cartridge-controller: help: unknown command ${JSON.stringify(topic)}; commands: ${Object.keys(OPTIONS).join(', ')}\n`);
+      return ControllerExit.USAGE;
+    }
+    io.out(HELP[topic ?? 'main'] as string);
+    return ControllerExit.OK;
   }
   try {
-    if (!(command in OPTIONS)) throw usage(`unknown command ${JSON.stringify(command)}; commands: serve, register, fleet, terminate, mosquitto-config`);
+    if (!(command in OPTIONS)) throw usage(`unknown command ${JSON.stringify(command)}; commands: ${Object.keys(OPTIONS).join(', ')}, version, help`);
     const cmd = command as Command;
     let values: Record<string, unknown>;
     try {

@@ -20,6 +20,7 @@ import type { FleetMetrics, FleetRow, MemberState } from './fleet';
 import type { ControllerKeys } from './keys';
 import type { MemberRecord, MemberStore } from './members';
 import { isCleanId } from './member-payload';
+import { VERSION } from '../../agent/src/protocol/version';
 import { newHttpErrorCounters, newPayloadCounters, renderMetrics, type PayloadResult } from './metrics';
 import { BadRequestError, parseRequestTarget } from './request-target';
 import { admitToken, verifyToken, type TokenRefusal } from './tokens';
@@ -203,6 +204,7 @@ export class ControllerHttp {
     const members = this.deps.store.list();
     const terminated = members.filter((m) => m.terminatedAt !== null).length;
     return renderMetrics({
+      build: { version: VERSION, node: process.version },
       fleet: this.deps.fleet?.metrics() ?? null,
       registered: { active: members.length - terminated, terminated },
       payloadRequests: this.payloadRequests,

@@ -9,6 +9,8 @@ export const PAYLOAD_RESULTS = ['ok', 'missing_token', 'malformed', 'forged', 'w
 export type PayloadResult = (typeof PAYLOAD_RESULTS)[number];
 
 export interface MetricsInput {
+  /** What is running: the package version and the Node.js version (build_info, always 1). */
+  build: { version: string; node: string };
   /** null when no fleet tracker runs. */
   fleet: FleetMetrics | null;
   registered: { active: number; terminated: number };
@@ -36,6 +38,9 @@ function family(out: string[], name: string, type: 'gauge' | 'counter', help: st
 
 export function renderMetrics(m: MetricsInput): string {
   const out: string[] = [];
+  family(out, 'cartridge_controller_build_info', 'gauge', 'The running controller: its version and the Node.js version (always 1).', [
+    [{ version: m.build.version, node: m.build.node }, 1],
+  ]);
   family(out, 'cartridge_controller_registered_members', 'gauge', 'Members in the member store.', [
     [{ status: 'active' }, m.registered.active],
     [{ status: 'terminated' }, m.registered.terminated],

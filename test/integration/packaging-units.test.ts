@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import { parseConfig } from '../../agent/src/config';
 import { RUN_TERMINAL_EXIT_CODES } from '../../agent/src/daemon/boot-retry';
 import { requireCommands, requireFile } from '../helpers/env';
-import { BAKE, UNITS, UNIT_SOURCES, bundleBuilt, makeImageRoot, runSh, tempDir } from '../fixtures/packaging/image';
+import { BAKE, UNITS, UNIT_SOURCES, bundleBuilt, makeImageRoot, runSh, tempDir, writeIn } from '../fixtures/packaging/image';
 
 /** The most exposure systemd-analyze may report for each unit (issue 6: at most 3.0). */
 const MAX_EXPOSURE = 3.0;
@@ -81,6 +81,32 @@ describe('systemd-analyze security --offline=yes', () => {
     writeFileSync(unit, '[Service]\nExecStart=/bin/true\n');
     const exposure = parseExposure(analyze(['security', '--offline=yes', unit]).out, 'plain.service');
     assert.ok(exposure > 9, `an unhardened service should be ~9.6, got ${exposure}`);
+  });
+});
+
+describe('cartridge-controller.service (the controller machine, not the image)', () => {
+  const UNIT = 'cartridge-controller.service';
+  it('systemd-analyze verify prints nothing', (t) => {
+    if (!requireCommands(t, 'systemd-analyze', 'systemctl')) return;
+    const { root, cleanup } = makeImageRoot({ systemdUnits: true });
+    t.after(cleanup);
+    writeIn(root, `/etc/systemd/system/${UNIT}`, readFileSync(path.join(UNIT_SOURCES, UNIT), 'utf8'));
+    writeIn(root, '/usr/lib/cartridge-controller/cartridge-controller.js', '');
+    const r = analyze(['verify', `--root=${root}`, UNIT]);
+    assert.equal(r.out, '', `systemd-analyze verify ${UNIT}:\n${r.out}`);
+    assert.equal(r.code, 0);
+  });
+
+  it(`overall exposure at most ${MAX_EXPOSURE}, with a user of its own and no capabilities`, (t) => {
+    if (!requireCommands(t, 'systemd-analyze')) return;
+    const file = path.join(UNIT_SOURCES, UNIT);
+    const exposure = parseExposure(analyze(['security', '--offline=yes', file]).out, UNIT);
+    t.diagnostic(`${UNIT}: exposure ${exposure}`);
+    assert.ok(exposure <= MAX_EXPOSURE, `${UNIT}: exposure ${exposure} > ${MAX_EXPOSURE}`);
+    const text = readFileSync(file, 'utf8');
+    for (const line of ['DynamicUser=yes', 'CapabilityBoundingSet=\n', 'StateDirectory=cartridge-controller', 'serve --state ${STATE_DIRECTORY} $CARTRIDGE_CONTROLLER_OPTS']) {
+      assert.ok(text.includes(line), `${UNIT} has ${JSON.stringify(line)}`);
+    }
   });
 });
 

@@ -23,6 +23,10 @@ test('bad command lines are usage errors that say what was wrong', () => {
   assert.throws(() => parseCli(['once', '--format', 'sh']), /--format applies to 'env' only/);
   assert.throws(() => parseCli(['once', '--bogus']), /Unknown option '--bogus'/);
   assert.throws(() => parseCli(['once', 'extra']), /unexpected argument "extra"/);
+  // A flag of another command is refused too: `once --version` must not run the boot work.
+  for (const cmd of ['once', 'run', 'firewall', 'env']) {
+    assert.throws(() => parseCli([cmd, '--version']), (e) => e instanceof UsageError && new RegExp(`--version is not an option of '${cmd}'`).test(e.message));
+  }
   assert.throws(() => parseCli(['once', '--root', '/r', '--config', 'rel.json']), /absolute in-image path/);
 });
 

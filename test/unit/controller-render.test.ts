@@ -19,12 +19,14 @@ const record = (memberId: string, over: Partial<MemberRecord> = {}): MemberRecor
 test('metrics: Prometheus families with HELP/TYPE, every label present, values from the input', () => {
   const payloadRequests = { ...newPayloadCounters(), ok: 3, expired: 2 };
   const text = renderMetrics({
+    build: { version: '1.2.3', node: 'v18.19.0' },
     fleet: { membersByState: { ONLINE: 4, STALE: 1, OFFLINE: 0, GONE: 2, UNKNOWN: 0 }, reportsReceived: 1234, eventsReceived: 9, lostSequenceNumbers: 7 },
     registered: { active: 5, terminated: 2 },
     payloadRequests,
   });
   assert.match(text, /^# HELP cartridge_controller_members .+\n# TYPE cartridge_controller_members gauge\n/m);
   assert.match(text, /^cartridge_controller_members\{state="ONLINE"\} 4$/m);
+  assert.match(text, /^# TYPE cartridge_controller_build_info gauge\ncartridge_controller_build_info\{version="1\.2\.3",node="v18\.19\.0"\} 1$/m);
   assert.match(text, /^cartridge_controller_members\{state="STALE"\} 1$/m);
   assert.match(text, /^cartridge_controller_reports_received_total 1234$/m);
   assert.match(text, /^cartridge_controller_lost_sequence_numbers_total 7$/m);
@@ -33,8 +35,8 @@ test('metrics: Prometheus families with HELP/TYPE, every label present, values f
   assert.match(text, /^cartridge_controller_registered_members\{status="terminated"\} 2$/m);
   assert.ok(text.endsWith('\n'));
   // Every sample line is `name{labels} number`.
-  for (const line of text.split('\n').filter((l) => l && !l.startsWith('#'))) assert.match(line, /^[a-z_]+(\{[a-z_]+="[^"]*"\})? \d+$/, line);
-  const noFleet = renderMetrics({ fleet: null, registered: { active: 0, terminated: 0 }, payloadRequests: newPayloadCounters() });
+  for (const line of text.split('\n').filter((l) => l && !l.startsWith('#'))) assert.match(line, /^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? \d+$/, line);
+  const noFleet = renderMetrics({ build: { version: 'dev', node: 'v20' }, fleet: null, registered: { active: 0, terminated: 0 }, payloadRequests: newPayloadCounters() });
   assert.doesNotMatch(noFleet, /reports_received/);
 });
 
