@@ -6,7 +6,7 @@
  * fleet table shows it ONLINE with health, then OFFLINE after a clean stop. Cleans up; exit 0.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startController } from '../controller-stub/src/serve';
@@ -67,6 +67,9 @@ async function demo(): Promise<number> {
       health: { protocolVersion: '3.1.1', intervalSeconds: 1 },
       readiness: { enabled: false },
     });
+    // Under --root the agent reads /proc from the image root too (tests give it a fixed one);
+    // the demo's instance is this machine, so its health shows this machine's load and memory.
+    symlinkSync('/proc', image.at('/proc'));
 
     section(`cartridge-agent once --root ${image.root} (payload signature verified with the controller's key)`);
     const code = await run(['once', '--root', image.root, '--log-level', 'warn']);

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseStatusMessage } from '../../agent/src/protocol/mqtt';
-import { makeAgent, Observer, PREFIX, sleep, stateRoot, STATE_ROOT_ENV, waitUntil } from '../fixtures/health/agent';
+import { assertQuietStops, makeAgent, Observer, PREFIX, sleep, stateRoot, STATE_ROOT_ENV, waitUntil } from '../fixtures/health/agent';
 import { AedesBroker } from '../fixtures/health/aedes';
 
 const USERS = { admin: 'admin-pw', m1: 'm1-pw', m2: 'm2-pw', m3: 'm3-pw' };
@@ -22,6 +22,10 @@ describe('health over aedes', { timeout: 60_000 }, () => {
   });
   after(async () => {
     await b.close();
+  });
+
+  test('a clean stop logs nothing above info (3.1.1: aedes answered the late writes with "write after end")', async () => {
+    await assertQuietStops({ urls: [b.url], member: 'm3', password: USERS.m3, protocolVersion: 4 }, admin);
   });
 
   test('birth is retained and seen by a fresh subscriber; health flows (3.1.1)', async () => {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { PublishRefusedError } from '../../agent/src/health/connection';
 import { parseStatusMessage } from '../../agent/src/protocol/mqtt';
-import { makeAgent, Observer, PREFIX, sleep, stateRoot, STATE_ROOT_ENV, waitUntil } from '../fixtures/health/agent';
+import { assertQuietStops, makeAgent, Observer, PREFIX, sleep, stateRoot, STATE_ROOT_ENV, waitUntil } from '../fixtures/health/agent';
 import { Mosquitto } from '../fixtures/health/mosquitto';
 import { requireCommands } from '../helpers/env';
 
@@ -29,6 +29,12 @@ describe('health over mosquitto', { timeout: 60_000 }, () => {
     broker ??= await Mosquitto.start({ users: USERS });
     return broker;
   }
+
+  test('a clean stop logs nothing above info (no "write after end" error at every shutdown)', async (t) => {
+    const b = await ensureBroker(t);
+    if (!b) return;
+    await assertQuietStops({ urls: [b.url], member: 'm4', password: USERS.m4 }, admin);
+  });
 
   test('birth is retained: a fresh subscriber sees online with the session; health and events flow', async (t) => {
     const b = await ensureBroker(t);

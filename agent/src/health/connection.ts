@@ -182,6 +182,12 @@ export class MqttConnection extends EventEmitter<Events> {
     client.on('connect', () => void this.onConnect(a));
     client.on('message', (topic, payload) => this.onStatusMessage(a, topic, payload));
     client.on('error', (err: Error & { code?: unknown }) => {
+      // A connection we are ending (a clean stop) or have given up on: mqtt.js may still
+      // report the writes that raced the close ("write after end"). Nothing is wrong then.
+      if (this.stopping || a.closed || a !== this.attempt) {
+        log.debug({ broker: url, err: err.message }, 'MQTT client error after the connection was closed (ignored)');
+        return;
+      }
       const code = typeof err.code === 'number' ? err.code : null;
       if (code !== null && err.message.startsWith('Connection refused')) {
         const identity = isIdentityRefusal(code, settings.protocolVersion);
