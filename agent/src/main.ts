@@ -12,7 +12,7 @@ import { describeBaselineInForce, restoreAtBoot } from './firewall/fail-closed';
 import type { FirewallState } from './firewall/types';
 import { bootOnce, lockRoot, type BootResult } from './boot';
 import { Daemon, describeStatus, readStatus, STATUS_FILE } from './daemon';
-import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './log';
+import { createLogger, isJournalStream, journalPrefix, LOG_LEVELS, type Logger, type LogLevel } from './log';
 import { RootedPaths } from './paths';
 import { redactUrl } from './redact';
 import { probeAll } from './sources';
@@ -50,7 +50,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     }
     const paths = new RootedPaths(cli.root);
     const { config, file } = loadConfig(paths, cli.config, io.env);
-    log = createLogger((cli.logLevel as LogLevel | undefined) ?? config.log.level);
+    log = createLogger((cli.logLevel as LogLevel | undefined) ?? config.log.level, 2, 'cartridge-agent', io.env);
     log.debug({ config: file ?? '(defaults)', root: paths.root }, 'config loaded');
     switch (cli.command) {
       case 'once':
@@ -80,13 +80,17 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
 }
 
 function fail(err: unknown, io: Io, log?: Logger): number {
+  // The message line is an error in the journal too, like the JSON line before it.
+  const journal = isJournalStream(2, io.env);
   if (err instanceof AgentError) {
     log?.error({ error: err.name, exitCode: err.exitCode, ...err.context }, err.message);
-    io.err(`cartridge-agent: ${redactUrl(err.message)}\n`);
+    io.err(`${journalPrefix(journal, 'error')}cartridge-agent: ${redactUrl(err.message)}\n`);
     return err.exitCode;
   }
   log?.fatal({ err }, 'internal error');
-  io.err(`cartridge-agent: internal error: ${redactUrl(err instanceof Error ? (err.stack ?? err.message) : String(err))}\n`);
+  const text = `cartridge-agent: internal error: ${redactUrl(err instanceof Error ? (err.stack ?? err.message) : String(err))}`;
+  // Every line of the stack: the journal reads each line on its own.
+  io.err(`${text.split('\n').map((line) => journalPrefix(journal, 'fatal') + line).join('\n')}\n`);
   return ExitCode.INTERNAL;
 }
 

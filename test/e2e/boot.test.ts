@@ -325,6 +325,12 @@ describe('boot test: the baked image under real systemd (systemd-nspawn)', { con
     const later = await c.unitProperties(AGENT_UNIT, props);
     assert.deepEqual([later.ActiveState, later.NRestarts], ['failed', '0'], `not restarted: ${JSON.stringify(later)}`);
     assert.match(await c.journal(AGENT_UNIT, 100), /stopped, not restarted \(exit 5\): the controller refused \(revoked\): .*the server says/, 'the journal says why it stopped, with the controller\'s own words');
+    // journald got each line's priority: `-p err` shows the errors (JSON and message line), no info.
+    const errors = await c.journal(AGENT_UNIT, 100, 'err');
+    assert.match(errors, /"level":"error".*stopped, not restarted \(exit 5\)/, `journalctl -p err:\n${errors}`);
+    assert.match(errors, /^cartridge-agent: cannot fetch the payload/m, 'the message line is an error too');
+    assert.doesNotMatch(errors, /"level":"info"|discovering payload pointer/, 'no info line at priority err');
+    assert.match(await c.journal(AGENT_UNIT, 100), /"level":"info".*discovering payload pointer/, 'the info lines are in the journal (at their priority)');
     // The early unit restored the last good rules, and the failed boot left them in force: the
     // allowed port is let through (refused: the app that would listen needs the exports), the
     // other is dropped.

@@ -100,8 +100,10 @@ export class Container {
     return props;
   }
 
-  journal(unit: string, lines = 60): Promise<string> {
-    return this.exec('journalctl', ['-u', unit, '--no-pager', '-n', String(lines), '-o', 'cat']).then((r) => r.out);
+  /** The unit's last `lines` journal messages; `priority` ("err" …): only those at it or above. */
+  journal(unit: string, lines = 60, priority?: string): Promise<string> {
+    const filter = priority ? ['-p', priority] : [];
+    return this.exec('journalctl', ['-u', unit, '--no-pager', '-n', String(lines), '-o', 'cat', ...filter]).then((r) => r.out);
   }
 
   /** `systemctl poweroff` inside; resolves with nspawn's exit code once the container is gone. */
