@@ -152,9 +152,8 @@ host_node() {
   return 1
 }
 
-# Check --config with the agent's own loader: `status` under an empty root loads and
-# validates the config first (exit 3 and the agent's message if invalid), then finds no
-# running daemon (exit 1, "is not running") and touches nothing else.
+# Check --config with the agent's own loader: `config check` under an empty root validates it
+# (exit 3 and the agent's message naming the key if invalid) and touches nothing.
 check_config() {
   node=$(host_node) || node=
   if [ -z "$node" ]; then
@@ -172,7 +171,7 @@ check_config() {
   out=$(
     unset CARTRIDGE_AGENT_ROOT CARTRIDGE_AGENT_CONFIG CARTRIDGE_AGENT_LOG_LEVEL CARTRIDGE_AGENT_SOURCES \
       CARTRIDGE_AGENT_WAIT_SECONDS CARTRIDGE_AGENT_CODE_CACHE NOTIFY_SOCKET WATCHDOG_USEC WATCHDOG_PID
-    "$node" "$bundle" status --root "$tmp" --config "$CONFIG" --log-level silent 2>&1
+    "$node" "$bundle" config check --root "$tmp" --config "$CONFIG" --log-level silent 2>&1 >/dev/null
   )
   rc=$?
   rm -rf "$tmp"
@@ -180,8 +179,8 @@ check_config() {
   out=$(printf '%s\n' "$out" | awk -v from="$tmp$CONFIG" -v to="$config" \
     '{ while ((i = index($0, from)) > 0) $0 = substr($0, 1, i - 1) to substr($0, i + length(from)); print }')
   case $rc in
+    0) return 0 ;;
     3) die $E_CONFIG "--config $config is not a valid agent config: ${out#cartridge-agent: }" ;;
-    1) case $out in *'is not running'*) return 0 ;; esac ;;
   esac
   die $E_CONFIG "could not check --config $config with $node $bundle (exit $rc): $out"
 }

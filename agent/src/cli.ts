@@ -6,7 +6,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from './errors';
 
-export const COMMANDS = ['once', 'run', 'status', 'discover', 'env', 'firewall', 'version', 'help'] as const;
+export const COMMANDS = ['once', 'run', 'status', 'discover', 'env', 'firewall', 'config', 'version', 'help'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 export const ENV_FORMATS = ['env', 'sh', 'json'] as const;
 export type EnvFormat = (typeof ENV_FORMATS)[number];
@@ -48,6 +48,7 @@ Commands:
   discover   show what each configured source yields (no side effects)
   env        print the exported payload (--format env|sh|json)
   firewall   the port allowlist: plan | apply | check | remove | restore
+  config     check: validate the config, print the effective one
   version    print the version
   help [CMD] show help
 
@@ -56,7 +57,8 @@ ${COMMON}
 Exit codes: 0 ok, 1 internal error, 2 usage, 3 config invalid, 4 no payload pointer,
 5 payload fetch failed, 6 payload refused, 7 a file of the boot work could not be written
 (nothing of that run in force), 8 firewall failed, 9 firewall drift found by 'firewall check',
-10 another cartridge-agent holds the run lock, 11 a state file of the agent is damaged.
+10 another cartridge-agent holds the run lock, 11 a state file of the agent is damaged,
+12 nothing is exported yet ('env', 'firewall plan|apply'), 13 the daemon is not running ('status').
 Logs are JSON lines on stderr (pipe through pino-pretty to read them).`,
   once: `Usage: cartridge-agent once [options]
 
@@ -117,6 +119,14 @@ The inbound port allowlist (docs/firewall.md). The allowlist comes from the expo
            would do; off: do nothing
 
 ${COMMON}`,
+  config: `Usage: cartridge-agent config check [options]
+
+Validate the config file (--config, default /etc/cartridge-agent/agent.json, under --root) with
+the environment overrides, as every command does at start, and print the effective config
+(every key, defaults filled in) as JSON on stdout. Exit 0 when valid; 3 with the file and the
+key when not. Image bakers run it before baking a config in.
+
+${COMMON}`,
   version: `Usage: cartridge-agent version
 
 Print the agent's version.`,
@@ -164,6 +174,14 @@ export function parseCli(argv: readonly string[]): ParsedCli {
     if (rest.length > 1) throw new UsageError(`unexpected argument "${rest[1]}" for 'firewall ${action}'`);
     if (values.format !== undefined || values.json) throw new UsageError(`'firewall' takes neither --format nor --json`);
     return { ...base('firewall', values), action: action as FirewallAction };
+  }
+  if (command === 'config') {
+    const action = rest[0];
+    if (action === undefined && values.help) return { ...base('config', values), help: true };
+    if (action !== 'check') throw new UsageError(`'config' needs an action: check${action === undefined ? '' : `; got "${action}"`}`);
+    if (rest.length > 1) throw new UsageError(`unexpected argument "${rest[1]}" for 'config check'`);
+    if (values.format !== undefined || values.json) throw new UsageError(`'config check' takes neither --format nor --json (it prints JSON)`);
+    return base('config', values);
   }
   if (command === 'help') {
     const topic = rest[0];

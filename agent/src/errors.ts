@@ -19,6 +19,10 @@ export const ExitCode = {
   BUSY: 10,
   /** One of the agent's own state files is unreadable or damaged; the message names it. */
   STATE: 11,
+  /** `env`, `firewall plan|apply`: no payload has been exported (yet) on this boot. */
+  NOTHING_EXPORTED: 12,
+  /** `status`: the daemon is not running (no status file, or its writer is gone). */
+  NOT_RUNNING: 13,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 

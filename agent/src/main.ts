@@ -14,7 +14,7 @@ import { bootOnce, lockRoot, type BootResult } from './boot';
 import { Daemon, describeStatus, readStatus, STATUS_FILE } from './daemon';
 import { createLogger, isJournalStream, journalPrefix, LOG_LEVELS, type Logger, type LogLevel } from './log';
 import { RootedPaths } from './paths';
-import { redactUrl } from './redact';
+import { redactDeep, redactUrl } from './redact';
 import { probeAll } from './sources';
 import { VERSION } from './protocol/version';
 import { readStateFile, stringRecord } from './io/state-file';
@@ -71,6 +71,11 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
         }).run();
       case 'status':
         return await commandStatus(cli, paths, io);
+      case 'config':
+        // loadConfig above validated it (a ConfigError is exit 3 naming the key).
+        io.out(`${JSON.stringify(redactDeep(config), null, 2)}\n`);
+        io.err(`cartridge-agent: config ok: ${file ?? '(no file: all defaults)'}\n`);
+        return ExitCode.OK;
       default:
         throw new UsageError(`unhandled command ${cli.command}`);
     }
@@ -188,7 +193,7 @@ async function readExportedVars(config: AgentConfig, paths: RootedPaths): Promis
   }
   const file = paths.resolve(config.export.jsonFile);
   const vars = await readStateFile<Record<string, string>>(file, 'the exported payload', exportedPayloadProblem);
-  if (!vars) throw new AgentError(`no ${file}: nothing is exported (has 'cartridge-agent once' run on this boot?)`, ExitCode.EXPORT);
+  if (!vars) throw new AgentError(`no ${file}: nothing is exported (has 'cartridge-agent once' run on this boot?)`, ExitCode.NOTHING_EXPORTED);
   return new Map(Object.entries(vars));
 }
 
@@ -267,8 +272,8 @@ async function commandStatus(cli: ParsedCli, paths: RootedPaths, io: Io): Promis
   const read = await readStatus(paths.resolve(STATUS_FILE));
   if (!read.status) {
     io.err(`cartridge-agent: ${read.reason}\n`);
-    return ExitCode.INTERNAL;
+    return ExitCode.NOT_RUNNING;
   }
   io.out(cli.json ? JSON.stringify({ ...read.status, running: read.running }, null, 2) + '\n' : describeStatus(read.status, read.running));
-  return read.running ? ExitCode.OK : ExitCode.INTERNAL;
+  return read.running ? ExitCode.OK : ExitCode.NOT_RUNNING;
 }

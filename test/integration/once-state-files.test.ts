@@ -46,12 +46,12 @@ test('a damaged payload.json: env and firewall plan name the file (exit 11)', as
   }
 });
 
-test('a damaged status.json: status names the file', async () => {
+test('a damaged status.json: status names the file (exit 11)', async () => {
   const file = image.at('/run/cartridge-agent/status.json');
   for (const [label, text] of [...DAMAGE, ['pid is text', '{"v": 1, "pid": "1"}'] as [string, string]]) {
     writeFileSync(file, text);
     const r = await agent('status');
-    assert.equal(r.code, 1, label);
+    assert.equal(r.code, 11, label);
     assert.ok(r.err.startsWith(`cartridge-agent: ${file}: the daemon status file is damaged: `), `${label}: ${r.err}`);
     noCrash(r.err);
   }

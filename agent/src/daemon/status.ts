@@ -4,7 +4,6 @@
  * `status` reads it and checks the writer is still alive. A file keeps the two processes
  * decoupled (no socket to secure) and survives a hung daemon long enough to show where it hung.
  */
-import { StateFileError } from '../errors';
 import { objectWith, readStateFile } from '../io/state-file';
 import { writeFileAtomic } from '../io/staged-write';
 import type { FirewallState } from '../firewall/types';
@@ -60,13 +59,8 @@ const isStatus = objectWith({
 });
 
 export async function readStatus(hostPath: string, isAlive: (pid: number) => boolean = processAlive): Promise<StatusRead> {
-  let status: DaemonStatus | null;
-  try {
-    status = await readStateFile<DaemonStatus>(hostPath, 'the daemon status file', isStatus);
-  } catch (err) {
-    if (err instanceof StateFileError) return { status: null, reason: err.message };
-    throw err;
-  }
+  // A damaged file is a StateFileError naming it (exit 11), not "not running".
+  const status = await readStateFile<DaemonStatus>(hostPath, 'the daemon status file', isStatus);
   if (!status) return { status: null, reason: `no ${hostPath}: the daemon ('cartridge-agent run') is not running on this boot` };
   return { status, running: isAlive(status.pid) };
 }
