@@ -229,6 +229,10 @@ describe('boot test: the baked image under real systemd (systemd-nspawn)', { con
     assert.deepEqual(fw, { ActiveState: 'active', Result: 'success' }, `${FIREWALL_UNIT}: ${await c.journal(FIREWALL_UNIT)}`);
     assert.match(await c.journal(FIREWALL_UNIT), /nothing recorded \(first boot\?\); the baseline ruleset is in force/, 'first boot: the early firewall unit puts the baseline in force');
     await checkAgentStatus(c, 'personality', 'fetched');
+    // The agent runs under its sandbox, W+X memory denied (seccomp filter mode 2 in force).
+    const sandbox = await c.unitProperties(AGENT_UNIT, ['MemoryDenyWriteExecute', 'MainPID']);
+    assert.equal(sandbox.MemoryDenyWriteExecute, 'yes');
+    assert.match(await c.sh(`grep '^Seccomp:' /proc/${sandbox.MainPID}/status`), /Seccomp:\s+2/);
     await checkExports(c, payload);
     await checkFirewall();
     rackspace.session = (await checkHealthArrives(rackspace.member, since)).session;

@@ -128,8 +128,9 @@ describe('unit contracts other parts rely on', () => {
     // The bench reads the node flags from this line.
     has('ExecStart=/usr/bin/node --max-semi-space-size=1 --jitless --no-expose-wasm /usr/lib/cartridge-agent/cartridge-agent.js run');
     has('Environment=MALLOC_MMAP_THRESHOLD_=131072');
-    // Hooks inherit the sandbox: a hook starting a JIT runtime would crash under it.
-    assert.ok(!/^MemoryDenyWriteExecute=yes/m.test(agent), 'hooks may be JIT runtimes (they need W+X memory)');
+    // node runs --jitless, so no W+X memory is needed: denied (hooks inherit it; docs/packaging.md).
+    has('MemoryDenyWriteExecute=yes');
+    assert.match(agent, /^ExecStart=\/usr\/bin\/node [^\n]*--jitless/m, 'MemoryDenyWriteExecute needs node without its JIT');
     const watchdog = /^WatchdogSec=(\d+)s$/m.exec(agent);
     assert.ok(watchdog && Number(watchdog[1]) >= 20, 'WatchdogSec must leave the agent room (it pings at half)');
     // systemd must not kill a start that is still within the agent's own default deadlines.
