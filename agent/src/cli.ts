@@ -109,7 +109,7 @@ ${COMMON}`,
 The inbound port allowlist (docs/firewall.md). The allowlist comes from the exported payload
 (export.jsonFile: PORTS, PORT_MAPPINGS, FIREWALL_ALLOW) and the config (firewall.*).
   plan     print the ruleset this host's backend would get; changes nothing
-  apply    apply it now (dry run first; rolled back if the controller becomes unreachable)
+  apply    apply it now (one transaction per family; rolled back if the controller becomes unreachable)
   check    compare the rules in the kernel with the last applied ones; exit 9 on drift
   remove   remove the agent's rules (stopping the agent never does)
   restore  early boot, before the network: put the last applied ruleset back exactly as

@@ -1,12 +1,17 @@
 /**
  * The pure decisions of the firewall's I/O shell (read-back picking and diffing, jump edits,
- * backend choice from tool output, guard baseline/check, log throttling) and the command
- * runner's contract. The kernel side is in test/integration/firewall-*.test.ts.
+ * backend choice from tool output, guard baseline/check, log throttling), the command
+ * runner's contract, and the exact commands one enforce runs (on a fake host). The kernel side is in test/integration/firewall-*.test.ts.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
+import { parseConfig } from '../../agent/src/config';
 import { FirewallError } from '../../agent/src/errors';
+import { applyFirewall } from '../../agent/src/firewall/index';
 import { detectBackend, iptablesVariant } from '../../agent/src/firewall/backend';
 import { CommandNotFoundError, runCommand, TIMEOUT_EXIT, type CommandRunner } from '../../agent/src/firewall/exec';
 import { endpointsFromUrls, guardBaseline, guardCheck, probeEndpoints, type ProbeFn } from '../../agent/src/firewall/guard';
@@ -14,6 +19,8 @@ import type { FirewallOps } from '../../agent/src/firewall/apply';
 import { DriftLogThrottle, FirewallKeeper, type Clock } from '../../agent/src/firewall/keeper';
 import type { AppliedFirewall } from '../../agent/src/firewall/state';
 import { silentLogger } from '../../agent/src/log';
+import { RootedPaths } from '../../agent/src/paths';
+import { FakeFirewallHost } from '../fixtures/firewall/fake-host';
 import { diffReadBack, fingerprint, iptablesReadBack, iptablesRestoreText, normaliseNftListing, pickIptablesState, withJump } from '../../agent/src/firewall/readback';
 
 const LISTING = `-P INPUT ACCEPT
@@ -208,4 +215,55 @@ test('FirewallKeeper: start() schedules checks on the injected clock, heals thro
   assert.equal(timers[1]?.cleared, true);
   assert.ok(!calls.includes('remove'), 'stopping never removes rules');
   assert.equal((await keeper.checkOnce()).drifted, false);
+});
+
+/** One enforce (`firewall apply`, guard off) on a fake host through a fresh runner: the commands it ran. */
+async function enforceCalls(host: FakeFirewallHost, root: string, firewall: Record<string, unknown> = {}, payload = new Map([['PORTS', '8080']])): Promise<string[]> {
+  const from = host.calls.length;
+  const config = parseConfig({ firewall: { mode: 'enforce', guard: { enabled: false }, ...firewall } });
+  await applyFirewall({ config, paths: new RootedPaths(root), log: silentLogger(), runner: host.runner(), payloadVars: payload, controllerEndpoints: [] });
+  return host.calls.slice(from);
+}
+
+const NFT_LIST = 'nft -s list table inet cartridge_agent';
+
+test('enforce on nft: iptables -V beside one listing, one nft -f, one read-back; unchanged: the listing alone', async (t) => {
+  const root = mkdtempSync(path.join(tmpdir(), 'ca-fw-seq-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const host = new FakeFirewallHost('nft');
+  // No separate dry run, no `nft --version` (the listing answers whether nft is there), one read-back.
+  assert.deepEqual(await enforceCalls(host, root), ['iptables -V', NFT_LIST, 'nft -f -', NFT_LIST]);
+  assert.match(host.table ?? '', /tcp dport 8080 accept/);
+  assert.deepEqual(await enforceCalls(host, root), ['iptables -V', NFT_LIST], 'unchanged: nothing applied');
+  assert.deepEqual(await enforceCalls(host, root, {}, new Map([['PORTS', '9090']])), ['iptables -V', NFT_LIST, 'nft -f -', NFT_LIST]);
+  // firewall.backend names the backend: no detection at all; the listing shows nft is there.
+  assert.deepEqual(await enforceCalls(host, root, { backend: 'nft' }, new Map([['PORTS', '7070']])), [NFT_LIST, 'nft -f -', NFT_LIST]);
+  // Within one process the tools' answers are kept: the same runner asks `iptables -V` once.
+  const runner = host.runner();
+  const config = parseConfig({ firewall: { mode: 'enforce', guard: { enabled: false } } });
+  const from = host.calls.length;
+  for (const ports of ['1', '2']) await applyFirewall({ config, paths: new RootedPaths(root), log: silentLogger(), runner, payloadVars: new Map([['PORTS', ports]]), controllerEndpoints: [] });
+  assert.deepEqual(host.calls.slice(from), ['iptables -V', NFT_LIST, 'nft -f -', NFT_LIST, NFT_LIST, 'nft -f -', NFT_LIST]);
+});
+
+test('enforce on nft without nft installed but configured: the error says so', async (t) => {
+  const root = mkdtempSync(path.join(tmpdir(), 'ca-fw-seq-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  await assert.rejects(enforceCalls(new FakeFirewallHost('iptables-nft'), root, { backend: 'nft' }), (e: unknown) => e instanceof FirewallError && /firewall\.backend is "nft" but nft is not installed/.test(e.message));
+});
+
+test('enforce on iptables-nft: detection beside the nft probe, both families listed, applied and read back side by side', async (t) => {
+  const root = mkdtempSync(path.join(tmpdir(), 'ca-fw-seq-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const host = new FakeFirewallHost('iptables-nft');
+  const list = ['iptables-nft -w 5 -t filter -S', 'ip6tables-nft -w 5 -t filter -S'];
+  const restore = ['iptables-nft-restore -w 5 --noflush', 'ip6tables-nft-restore -w 5 --noflush'];
+  // Nothing recorded: nft is the likely backend, so its listing is tried (it is not installed).
+  assert.deepEqual(await enforceCalls(host, root), ['iptables -V', NFT_LIST, 'iptables-nft -V', ...list, ...restore, ...list]);
+  assert.equal(host.families.ipv4.jumps, 1);
+  assert.equal(host.families.ipv6.jumps, 1);
+  assert.ok(host.families.ipv4.chain?.some((l) => l.includes('--dport 8080')));
+  // Recorded iptables-nft: that backend is listed beside the detection; unchanged: nothing more.
+  assert.deepEqual(await enforceCalls(host, root), ['iptables-nft -V', 'iptables -V', 'nft --version', ...list]);
+  assert.deepEqual(await enforceCalls(host, root, {}, new Map([['PORTS', '9090']])), ['iptables-nft -V', 'iptables -V', 'nft --version', ...list, ...restore, ...list]);
 });

@@ -1,7 +1,9 @@
 /**
  * The port allowlist, orchestrated: what `once`, `run` and `cartridge-agent firewall …` call.
- * enforce = build policy → render → dry run + snapshot + guard baseline → apply → guard check
- * (roll back to the snapshot on lock-out) → read back → persist. Stopping the agent never
+ * enforce = build policy → detect the backend beside one listing of our rules (the "unchanged"
+ * check and the snapshot) and the guard baseline → render → apply (one transaction per family,
+ * no separate dry run) → guard check beside the read-back (roll back to the snapshot on
+ * lock-out) → persist. Stopping the agent never
  * removes rules; only removeFirewall does.
  */
 import type { AgentConfig } from '../config';
@@ -10,8 +12,8 @@ import type { Logger } from '../log';
 import type { RootedPaths } from '../paths';
 import { buildPolicy } from './allowlist';
 import { baselineReadBack } from './baseline';
-import { firewallOps } from './apply';
-import { detectBackend } from './backend';
+import { firewallOps, hostOpsWithSnapshot } from './apply';
+import { detectBackend, type BackendPreference } from './backend';
 import { runCommand, type CommandRunner } from './exec';
 import { describeEndpoint, guardBaseline, guardCheck, probeEndpoints, type Endpoint, type ProbeFn } from './guard';
 import { compareWithApplied, FirewallKeeper, type DriftReport } from './keeper';
@@ -106,7 +108,7 @@ export async function applyFirewall(deps: ApplyDeps): Promise<FirewallState> {
 
 /**
  * The firewall stage of the boot work: mode off: nothing; plan: render and log; enforce:
- * dry run, apply, lock-out guard (rolled back on lock-out) and read back — but the record is
+ * apply, lock-out guard (rolled back on lock-out) and read back — but the record is
  * left to the caller, who stages it with the other files and rolls back if they fail.
  */
 export async function changeFirewall(deps: ApplyDeps): Promise<FirewallChange> {
@@ -127,31 +129,35 @@ export async function changeFirewall(deps: ApplyDeps): Promise<FirewallChange> {
 async function enforce(deps: ApplyDeps): Promise<FirewallChange> {
   const { config, log } = deps;
   const runner = deps.runner ?? runCommand;
-  const policy = buildPolicy(deps.payloadVars, config.firewall);
-  const backend = await detectBackend(config.firewall.backend, runner);
-  const rendered = renderRuleset(policy, backend);
-  const ops = await firewallOps(backend, runner);
-
-  const recorded = await loadApplied(stateDir(deps)).catch(() => null);
-  if (recorded && recorded.backend === backend && recorded.digest === rendered.digest) {
-    const now = await compareWithApplied(ops, recorded);
-    if (!now.drifted) {
-      log.info({ backend, digest: rendered.digest }, 'firewall: ruleset already in force, unchanged');
-      return { state: stateFromApplied('enforce', recorded), ...NO_CHANGE };
-    }
-  }
-
   const { guard } = config.firewall;
   const probe = deps.probe ?? probeEndpoints;
-  // The dry run, the snapshot and the baseline probe change nothing, so they run together.
-  const [, before, baselineProbe] = await Promise.all([
-    ops.dryRun(rendered),
-    ops.snapshot(),
-    guard.enabled ? probe(deps.controllerEndpoints, guard.timeoutMs) : Promise.resolve(null),
-  ]);
+  const policy = buildPolicy(deps.payloadVars, config.firewall);
+  const recorded = await loadApplied(stateDir(deps)).catch(() => null);
+
+  // The guard's baseline probe changes nothing: when the digests already say the rules will
+  // change (no record, another payload), it runs beside the detection and the listing.
+  const guess = guessBackend(config.firewall.backend, recorded);
+  const forGuess = renderRuleset(policy, guess);
+  const mayBeUnchanged = recorded !== null && recorded.backend === guess && recorded.digest === forGuess.digest;
+  const probeBaseline = () => (guard.enabled ? probe(deps.controllerEndpoints, guard.timeoutMs) : Promise.resolve(null));
+  const early = mayBeUnchanged ? null : probeBaseline();
+  early?.catch(() => undefined); // awaited below; a failed detection must not leave it unhandled
+  const { backend, ops, before } = await hostOpsWithSnapshot(config.firewall.backend, guess, runner);
+  const rendered = backend === guess ? forGuess : renderRuleset(policy, backend);
+
+  // One listing serves as the "unchanged" check, the snapshot to roll back to, and the jumps.
+  if (recorded && recorded.backend === backend && recorded.digest === rendered.digest && fingerprint(ops.snapshotReadBack(before)) === recorded.fingerprint) {
+    log.info({ backend, digest: rendered.digest }, 'firewall: ruleset already in force, unchanged');
+    await early;
+    return { state: stateFromApplied('enforce', recorded), ...NO_CHANGE };
+  }
+
+  const baselineProbe = await (early ?? probeBaseline());
   const baseline = baselineProbe ? guardBaseline(baselineProbe) : { endpoints: [], skipped: 'disabled by firewall.guard.enabled' };
   if (baseline.skipped) log.warn({ backend }, `firewall: lock-out guard skipped: ${baseline.skipped}`);
 
+  // No separate dry run: the apply is one transaction per family, and a refused one changes
+  // nothing (nft) or is put back (the other iptables family); a dry run would cost as much.
   await ops.apply(rendered, before);
   /** Back to `before`; true when the read-back matches it exactly. */
   const restoreBefore = async (): Promise<boolean> => {
@@ -159,32 +165,42 @@ async function enforce(deps: ApplyDeps): Promise<FirewallChange> {
     return fingerprint(await ops.readBack()) === fingerprint(ops.snapshotReadBack(before));
   };
 
-  if (baseline.endpoints.length > 0) {
-    const failures = await guardCheck(baseline.endpoints, guard.timeoutMs, probe);
-    if (failures.length > 0) {
-      const lost = failures.map((f) => `${describeEndpoint(f.endpoint)} (${f.detail})`).join(', ');
-      let restored = false;
-      let why = '';
-      try {
-        restored = await restoreBefore();
-      } catch (err) {
-        why = `: ${(err as Error).message}`;
-      }
-      const err = new FirewallError(
-        `firewall (${backend}): lock-out guard: controller reachable before applying but not within ${guard.timeoutMs} ms after: ${lost}; ` +
-          (restored ? 'rolled back to the previous rules' : `rolling back did NOT restore the previous rules exactly${why}`),
-        'guard',
-        backend,
-        '',
-        rendered.nft ?? `${rendered.ipv4 ?? ''}${rendered.ipv6 ?? ''}`,
-      );
-      log.error({ err, backend, digest: rendered.digest }, err.message);
-      throw err;
+  // The read-back runs beside the guard's check; it is only kept when the guard passes.
+  const readBackNow = ops.readBack().then(
+    (value) => ({ value, error: null }),
+    (error: unknown) => ({ value: null, error }),
+  );
+  const failures = baseline.endpoints.length > 0 ? await guardCheck(baseline.endpoints, guard.timeoutMs, probe) : [];
+  if (failures.length > 0) {
+    await readBackNow;
+    const lost = failures.map((f) => `${describeEndpoint(f.endpoint)} (${f.detail})`).join(', ');
+    let restored = false;
+    let why = '';
+    try {
+      restored = await restoreBefore();
+    } catch (err) {
+      why = `: ${(err as Error).message}`;
     }
-    log.info({ backend, endpoints: baseline.endpoints.map(describeEndpoint) }, 'firewall: controller still reachable after applying');
+    const err = new FirewallError(
+      `firewall (${backend}): lock-out guard: controller reachable before applying but not within ${guard.timeoutMs} ms after: ${lost}; ` +
+        (restored ? 'rolled back to the previous rules' : `rolling back did NOT restore the previous rules exactly${why}`),
+      'guard',
+      backend,
+      '',
+      rendered.nft ?? `${rendered.ipv4 ?? ''}${rendered.ipv6 ?? ''}`,
+    );
+    log.error({ err, backend, digest: rendered.digest }, err.message);
+    throw err;
   }
+  if (baseline.endpoints.length > 0) log.info({ backend, endpoints: baseline.endpoints.map(describeEndpoint) }, 'firewall: controller still reachable after applying');
 
-  const readBack = await ops.readBack();
+  const listed = await readBackNow;
+  if (listed.error !== null) {
+    // Applied but not listed: put the previous rules back, as for any later failure.
+    await restoreBefore().catch(() => false);
+    throw listed.error;
+  }
+  const readBack = listed.value;
   const applied: AppliedFirewall = {
     version: 1,
     backend,
@@ -210,6 +226,11 @@ async function enforce(deps: ApplyDeps): Promise<FirewallChange> {
       if (recorded && recorded.backend !== backend) await removeStale(recorded.backend, runner, log);
     },
   };
+}
+
+/** The backend enforce lists first: the configured one, else the recorded one, else nft. */
+function guessBackend(preference: BackendPreference, recorded: AppliedFirewall | null): Backend {
+  return preference !== 'auto' ? preference : (recorded?.backend ?? 'nft');
 }
 
 /**

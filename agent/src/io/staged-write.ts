@@ -1,9 +1,12 @@
 /**
  * Crash-safe file replacement: a reader (or a reboot) sees the complete old file or the
  * complete new one, never a torn mix. A file is first *staged* (written in full to a hidden
- * temp file beside its target, fsynced) and later *committed* (renamed over the target), so
- * several files can be staged and only renamed once every one of them is on disk — see
- * FileTransaction. Every failure is a WriteError naming the caller's stage and the path.
+ * temp file beside its target, its fsync started) and later *committed* (once its fsync is
+ * done, renamed over the target), so several files can be staged and only renamed once every
+ * one of them is on disk — see FileTransaction. The fsyncs of a transaction run side by side
+ * and beside whatever the caller does between staging and commit (the boot work applies the
+ * firewall there), and the directories are fsynced once each, side by side. Every failure is
+ * a WriteError naming the caller's stage and the path.
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
@@ -24,7 +27,9 @@ export interface StagedFile {
   readonly target: string;
   readonly tempPath: string;
   readonly stage: string;
-  /** Rename the temp file over the target. Does not fsync the directory (see fsyncDir). */
+  /** Resolves once the temp file is on disk; a WriteError naming the target when it is not. */
+  durable(): Promise<void>;
+  /** Rename the temp file over the target (call after durable()). Does not fsync the directory (see fsyncDir). */
   commit(): Promise<void>;
   /** Remove the temp file; never throws. */
   discard(): Promise<void>;
@@ -104,7 +109,8 @@ export async function sweepStagedTemps(places: Iterable<SweepPlace>, stage = 'cl
 /**
  * Write `data` to a new temp file beside `target` (parent created 0755 if missing), with
  * O_EXCL so nothing pre-existing is followed or reused, restricted to `mode` from its first
- * moment, fsynced, and chowned to `gid`. The target itself is untouched until commit().
+ * moment, and chowned to `gid`; its fsync is started, durable() waits for it. The target
+ * itself is untouched until commit(). A full disk fails here (the write), not in durable().
  */
 export async function stageFile(target: string, data: string | Buffer, opts: WriteOptions): Promise<StagedFile> {
   const { stage } = opts;
@@ -119,7 +125,9 @@ export async function stageFile(target: string, data: string | Buffer, opts: Wri
     await unlink(tempPath).catch(() => undefined);
   };
 
+  const failed = (err: unknown) => new WriteError(stage, target, `cannot write the temp file ${tempPath}: ${describe(err)}`);
   let created = false;
+  let synced: Promise<unknown>;
   try {
     // The creation mode is filtered by the umask, so the file starts with at most `mode`;
     // chmod then sets exactly `mode` before any data is written.
@@ -129,20 +137,32 @@ export async function stageFile(target: string, data: string | Buffer, opts: Wri
       await fh.chmod(opts.mode & 0o777);
       if (opts.gid !== undefined) await fh.chown(-1, opts.gid);
       await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      throw err;
     }
+    // Not awaited here: settles to null or the error (never an unhandled rejection).
+    synced = fh.sync().then(
+      () => fh.close().then(() => null),
+      (err: unknown) => fh.close().then(() => err, () => err),
+    );
   } catch (err) {
     if (created) await discard();
-    throw new WriteError(stage, target, `cannot write the temp file ${tempPath}: ${describe(err)}`);
+    throw failed(err);
   }
 
   return {
     target,
     tempPath,
     stage,
-    discard,
+    async durable() {
+      const err = await synced;
+      if (err !== null) throw failed(err);
+    },
+    async discard() {
+      await synced;
+      await discard();
+    },
     async commit() {
       try {
         await rename(tempPath, target);
@@ -157,6 +177,12 @@ export async function stageFile(target: string, data: string | Buffer, opts: Wri
 /** Replace `target` atomically and durably; on failure the previous file is left as it was. */
 export async function writeFileAtomic(target: string, data: string | Buffer, opts: WriteOptions): Promise<void> {
   const staged = await stageFile(target, data, opts);
+  try {
+    await staged.durable();
+  } catch (err) {
+    await staged.discard();
+    throw err;
+  }
   await staged.commit();
   await fsyncDir(path.dirname(target), opts.stage);
 }
@@ -189,10 +215,12 @@ export function writeFileAtomicSync(target: string, data: string, opts: WriteOpt
 
 /**
  * Several files that must change together: stage them all (any failure discards every one,
- * nothing changed), then commit renames them in order and fsyncs each directory once. The
- * data is on disk before the first rename, so a full disk fails the staging, not the commit;
- * should a rename still fail (a broken file system), the files not yet renamed are discarded
- * and the error names the file that failed.
+ * nothing changed), then commit waits until every staged file is on disk (their fsyncs ran
+ * side by side since staging; one failing discards them all, nothing changed), renames them in
+ * order and fsyncs each directory once, the directories side by side. The data is on disk
+ * before the first rename; a full disk fails the staging (the write), not the commit. Should a
+ * rename still fail (a broken file system), the files not yet renamed are discarded and the
+ * error names the file that failed.
  */
 export class FileTransaction {
   private readonly staged: StagedFile[] = [];
@@ -208,6 +236,12 @@ export class FileTransaction {
 
   async commit(): Promise<void> {
     const files = this.staged.splice(0);
+    const durable = await Promise.allSettled(files.map((s) => s.durable()));
+    const notOnDisk = durable.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (notOnDisk) {
+      await Promise.all(files.map((s) => s.discard()));
+      throw notOnDisk.reason;
+    }
     for (const [i, s] of files.entries()) {
       try {
         await s.commit();
@@ -218,7 +252,7 @@ export class FileTransaction {
     }
     const dirs = new Map<string, string>();
     for (const s of files) dirs.set(path.dirname(s.target), s.stage);
-    for (const [dir, stage] of dirs) await fsyncDir(dir, stage);
+    await Promise.all([...dirs].map(([dir, stage]) => fsyncDir(dir, stage)));
   }
 
   /** Remove every staged temp file; the targets stay as they were. Never throws. */
