@@ -84,7 +84,8 @@ config_file=$(at "$config_path")
 handover() {
   if [ -x "$node" ] && [ -f "$bundle" ]; then
     printf '%s: %s; handing over to cartridge-agent firewall restore\n' "$PROG" "$1" >&2
-    exec "$node" "$bundle" firewall restore --root "$root"
+    # --jitless: the unit denies writable+executable memory (MemoryDenyWriteExecute=yes).
+    exec "$node" --jitless --no-expose-wasm "$bundle" firewall restore --root "$root"
   fi
   err "firewall restore: $1, and the agent ($node $bundle) is not there to decide; nothing restored"
   exit $E_FIREWALL
