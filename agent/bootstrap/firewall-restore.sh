@@ -70,15 +70,14 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-at() {
-  if [ "$root" = / ]; then printf '%s' "$1"; else printf '%s%s' "${root%/}" "$1"; fi
-}
-state=$(at "$state_dir")
+# Paths under --root, without a subshell (every fork counts before the network).
+prefix=${root%/}
+state=$prefix$state_dir
 rules_dir=$state/firewall-rules
 recorded_file=$state/firewall.restore
 baseline_file=$state/firewall-baseline.restore
 json_file=$state/firewall.json
-config_file=$(at "$config_path")
+config_file=$prefix$config_path
 
 # ---- hand-over: what only the agent can decide ----------------------------------------------
 handover() {
@@ -135,15 +134,18 @@ sums=
 hash_files() {
   sums=$(sha256sum -- "$@" 2>/dev/null)
 }
-# sum_of FILE: its sha256 from the batch (empty: missing or unreadable).
+# sum_of FILE: sets $got to its sha256 from the batch (empty: missing or unreadable).
 sum_of() {
-  printf '%s\n' "$sums" | while read -r s f; do
-    [ "$f" = "$1" ] && { printf '%s' "$s"; break; }
-  done
+  got=
+  while read -r s f; do
+    [ "$f" = "$1" ] && { got=$s; break; }
+  done <<EOF
+$sums
+EOF
 }
 # verify FILE SHA: sets $problem when FILE is not the text recorded as SHA.
 verify() {
-  got=$(sum_of "$1")
+  sum_of "$1"
   if [ -z "$got" ]; then
     problem="$1 is missing or unreadable"
     return 1
@@ -238,27 +240,28 @@ apply() {
 }
 
 # ---- the baseline ------------------------------------------------------------------------------
-# baseline_backend [RECORDED]: the recorded backend when known, the configured one, else detect
-# as agent/src/firewall/backend.ts does.
+# baseline_backend [RECORDED]: sets $bb to the recorded backend when known, the configured one,
+# else the host's, detected as agent/src/firewall/backend.ts does.
 baseline_backend() {
-  if [ -n "${1:-}" ]; then echo "$1"; return 0; fi
+  bb=${1:-}
+  [ -n "$bb" ] && return 0
   case $B_backend in
-    nft | iptables-nft | iptables-legacy) echo "$B_backend"; return 0 ;;
+    nft | iptables-nft | iptables-legacy) bb=$B_backend; return 0 ;;
   esac
   nft_there=false
   command -v nft >/dev/null 2>&1 && nft_there=true
   if command -v iptables >/dev/null 2>&1; then
     case $(variant) in
-      nf_tables) if $nft_there; then echo nft; else echo iptables-nft; fi; return 0 ;;
-      legacy) echo iptables-legacy; return 0 ;;
+      nf_tables) if $nft_there; then bb=nft; else bb=iptables-nft; fi; return 0 ;;
+      legacy) bb=iptables-legacy; return 0 ;;
     esac
   fi
-  if $nft_there; then echo nft; return 0; fi
+  if $nft_there; then bb=nft; return 0; fi
   return 1
 }
 # put_baseline [RECORDED-BACKEND]: the baseline in force; sets $in_force (a description) or $said.
 put_baseline() {
-  bb=$(baseline_backend "${1:-}") || {
+  baseline_backend "${1:-}" || {
     said='no firewall tool found: neither iptables nor nft is installed (install nftables or iptables)'
     return 1
   }
@@ -316,7 +319,8 @@ if $have_record && [ -z "$R_problem" ]; then
 fi
 hash_files "$@"
 
-if [ -e "$config_file" ]; then config_sum=$(sum_of "$config_file"); else config_sum=absent; fi
+config_sum=absent
+if [ -e "$config_file" ]; then sum_of "$config_file"; config_sum=$got; fi
 [ "$config_sum" = "$B_config_sha256" ] || handover "$config_file changed since the agent recorded the early restore"
 
 if [ "$B_mode" = off ]; then
