@@ -105,6 +105,9 @@ read_manifest() {
       *) problem="a line is not key=value: \"$line\""; return 1 ;;
     esac
     k=${line%%=*}
+    case $k in
+      '' | *[!a-z0-9_]*) problem="a key is not a name: \"$k\""; return 1 ;;
+    esac
     case " $KEYS " in
       *" $k "*) eval "${2}_$k=\${line#*=}" ;; # $k is one of KEYS: nothing of the file is evaluated
       *) problem="unknown key \"$k\""; return 1 ;;

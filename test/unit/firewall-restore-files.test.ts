@@ -113,6 +113,27 @@ test('staged with the record: everything the first time, nothing when unchanged,
   }
 });
 
+test('a record kept unchanged from an agent that wrote no firewall.restore gets one (else every boot would hand over)', async () => {
+  const r = tempRoot({ firewall: { mode: 'enforce' } });
+  try {
+    mkdirSync(r.state, { recursive: true });
+    writeFileSync(path.join(r.state, 'firewall.json'), JSON.stringify(applied('iptables-nft')));
+    const txn = new FileTransaction();
+    await stageApplied(txn, r.state, { record: null, paths: r.paths });
+    assert.ok(!txn.targets.some((t) => t.endsWith('firewall.json')), 'the record itself is left as it is');
+    await txn.commit();
+    assert.equal(readFileSync(path.join(r.state, 'firewall.restore'), 'utf8'), recordedRestoreFiles(applied('iptables-nft')).manifest);
+    // A damaged one gets none: the script hands over and the agent says what is wrong.
+    rmSync(path.join(r.state, 'firewall.restore'));
+    writeFileSync(path.join(r.state, 'firewall.json'), '{"version": 1');
+    const again = new FileTransaction();
+    await stageApplied(again, r.state, { record: null, paths: r.paths });
+    assert.deepEqual(again.targets, []);
+  } finally {
+    r.done();
+  }
+});
+
 test('the decision is the booted image\'s: a config without firewall.mode records enforce even under --root; a bad config records none', async () => {
   const r = tempRoot({ sources: { waitSeconds: 1 } });
   try {

@@ -3,12 +3,14 @@
  * read-back the kernel reported right after. `firewall check` in another process compares
  * against it, and an early-boot unit can re-apply it before the network comes up.
  */
+import { existsSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { FirewallError, StateFileError } from '../errors';
 import { readStateFile } from '../io/state-file';
 import { FileTransaction } from '../io/staged-write';
 import type { RootedPaths } from '../paths';
+import { verifyRecorded } from './recorded';
 import { recordedRestoreFiles, RESTORE_FILE } from './restore-files';
 import { pruneRestoreTexts, removeRecordedRestore, stageBaselineRestore, stageRestoreFiles } from './restore-record';
 import type { Backend, FirewallState, RenderedRuleset } from './types';
@@ -60,8 +62,25 @@ export async function stageApplied(txn: FileTransaction, stateDirHost: string, w
   if (what.record) {
     await txn.stage(stateFilePath(stateDirHost), recordText(what.record), { mode: 0o600, stage: 'firewall record' });
     await stageRestoreFiles(txn, stateDirHost, RESTORE_FILE, recordedRestoreFiles(what.record));
+  } else if (what.paths) {
+    // A record kept as it is (the ruleset is unchanged) but without its firewall.restore (saved
+    // by an agent before this one): add it, or the early unit would hand over on every boot.
+    const kept = await recordWithoutRestore(stateDirHost);
+    if (kept) await stageRestoreFiles(txn, stateDirHost, RESTORE_FILE, recordedRestoreFiles(kept));
   }
   if (what.paths) await stageBaselineRestore(txn, stateDirHost, what.paths);
+}
+
+async function recordWithoutRestore(stateDirHost: string): Promise<AppliedFirewall | null> {
+  if (existsSync(path.join(stateDirHost, RESTORE_FILE))) return null;
+  const applied = await loadApplied(stateDirHost).catch(() => null);
+  if (!applied) return null;
+  try {
+    verifyRecorded(applied, stateFilePath(stateDirHost));
+    return applied;
+  } catch {
+    return null; // damaged: nothing to restore from it (the early unit hands over, the agent says why)
+  }
 }
 
 export { pruneRestoreTexts } from './restore-record';
