@@ -14,7 +14,7 @@ if (!process.env.CARTRIDGE_TEST_NODE18) {
   }
 }
 
-const BENCHES = ['bench/once.ts', 'bench/firewall.ts', 'bench/daemon.ts'];
+const BENCHES = ['bench/once.ts', 'bench/firewall.ts', 'bench/early-firewall.ts', 'bench/daemon.ts'];
 const outcomes: Array<{ file: string; ok: boolean; status: string }> = [];
 for (const file of BENCHES) {
   console.log(`\n== ${file}`);

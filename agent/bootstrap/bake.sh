@@ -32,11 +32,16 @@ Usage: $PROG [--root DIR] [--bundle FILE] [--config FILE] [--keep-state] [--no-e
 Install cartridge-agent into the image whose root file system is DIR:
   $LIB_DIR/cartridge-agent.js    the agent bundle (runs on the image's /usr/bin/node, >= 18)
   $LIB_DIR/mount-seeds.sh        mounts config-drive / NoCloud seed media for the agent
+  $LIB_DIR/firewall-restore.sh   the early firewall restore (POSIX sh, no Node at boot)
   /usr/bin/cartridge-agent                    a wrapper: /usr/bin/node on the bundle
   $UNIT_DIR/cartridge-agent{,-firewall,-seed}.service
   $CONFIG              the default config, only if there is none (or --config FILE)
   $CONF_DIR/hooks/<event>.d/  for $HOOK_EVENTS
-then enables the agent and firewall units and removes per-instance state (below).
+then enables the agent and firewall units, removes per-instance state (below) and records
+the baseline ruleset for every backend with the early restore's decision for the config
+(/var/lib/cartridge-agent/firewall-baseline.restore, firewall-rules/: 'cartridge-agent
+firewall baseline --write'; needs node >= 18 here, else the first boot's early restore hands
+over to the agent once).
 
   --root DIR      the image root (default /). Must look like a root file system (etc/, usr/).
   --bundle FILE   the agent bundle (default: dist/cartridge-agent.js of this checkout,
@@ -127,7 +132,7 @@ units_src=$repo/packaging/systemd
 [ -f "$bundle" ] || die $E_INPUT "the agent bundle $bundle does not exist (run 'npm run build', or pass --bundle FILE)"
 [ -r "$bundle" ] || die $E_INPUT "the agent bundle $bundle is not readable"
 head -c 200 "$bundle" | grep -q 'node' || die $E_INPUT "$bundle does not look like the agent bundle (no node #! line)"
-for f in "$here/mount-seeds.sh" "$here/agent.json"; do
+for f in "$here/mount-seeds.sh" "$here/firewall-restore.sh" "$here/agent.json"; do
   [ -f "$f" ] || die $E_INPUT "$f is missing (bake.sh needs the whole agent/bootstrap directory)"
 done
 for u in $UNITS; do
@@ -242,6 +247,7 @@ EOF
 
 put "$bundle" "$LIB_DIR/cartridge-agent.js" 0755
 put "$here/mount-seeds.sh" "$LIB_DIR/mount-seeds.sh" 0755
+put "$here/firewall-restore.sh" "$LIB_DIR/firewall-restore.sh" 0755
 put "$wrapper" /usr/bin/cartridge-agent 0755
 for u in $UNITS; do
   put "$units_src/$u" "$UNIT_DIR/$u" 0644
@@ -330,6 +336,11 @@ if ! $keep_state; then
     inside $state
     for f in "$(at $state)"/* "$(at $state)"/.[!.]* "$(at $state)"/..?*; do
       [ -e "$f" ] || [ -L "$f" ] || continue
+      case ${f##*/} in
+        # Derived from the config, not the instance: the record step below rewrites what
+        # changed and prunes the instance's own rule texts from firewall-rules/.
+        firewall-baseline.restore | firewall-rules) host_node >/dev/null && continue ;;
+      esac
       remove "$state/${f##*/}"
     done
   fi
@@ -337,6 +348,26 @@ if ! $keep_state; then
   remove /etc/profile.d/cartridge-agent.sh
   remove "$CONF_DIR/payload-url"
 fi
+
+# ---- the early firewall restore's record -------------------------------------------------------
+# The baseline for every backend and the decision for the config, so that the first boot's
+# early restore (firewall-restore.sh) needs no Node. The agent keeps it current after that.
+record_baseline() {
+  node=$(host_node) || {
+    warn "no node >= 18 here to record the baseline: the first boot's early firewall restore hands over to the agent (one Node start)"
+    return 0
+  }
+  mkdir_in /var/lib/cartridge-agent 0700
+  out=$(
+    unset CARTRIDGE_AGENT_ROOT CARTRIDGE_AGENT_CONFIG CARTRIDGE_AGENT_LOG_LEVEL CARTRIDGE_AGENT_CODE_CACHE NODE_OPTIONS
+    "$node" "$(at "$LIB_DIR/cartridge-agent.js")" firewall baseline --write --root "$root" --log-level silent 2>&1
+  ) || die $E_INSTALL "recording the baseline failed: ${out#cartridge-agent: }"
+  printf '%s\n' "$out" | while IFS= read -r l; do
+    case $l in "wrote: $root"*) say "recorded ${l#"wrote: ${root%/}"}" ;; esac
+  done
+  case $out in *wrote:*) changes=$((changes + 1)) ;; esac
+}
+$stage || record_baseline
 
 [ $changes -eq 0 ] && say "nothing to change: $root already has this agent"
 exit 0

@@ -18,6 +18,8 @@ import { ConfigError, FetchError, PayloadError, StateFileError } from './errors'
 import { exportSweepPlaces, omittedFromShFile, stageExports } from './export';
 import { changeFirewall, endpointsFromUrls, stageApplied, type FirewallChange } from './firewall';
 import { ensureFailClosed } from './firewall/fail-closed';
+import { RULES_DIR } from './firewall/restore-files';
+import { pruneRestoreTexts } from './firewall/state';
 import { buildPolicy } from './firewall/allowlist';
 import type { FirewallState } from './firewall/types';
 import type { Logger } from './log';
@@ -79,6 +81,7 @@ export function agentWritePlaces(config: AgentConfig, paths: RootedPaths): Sweep
   return [
     { dir: state },
     { dir: path.join(state, 'cache') },
+    { dir: path.join(state, RULES_DIR) },
     { dir: path.dirname(status), files: [path.basename(status)] },
     ...exportSweepPlaces(config.export, paths),
   ];
@@ -160,6 +163,7 @@ async function bootWork(ctx: BootContext): Promise<BootResult> {
     );
   }
   await cache.pruneOthers(discovery.instanceId);
+  await pruneRestoreTexts(paths.resolve(config.state.dir));
   await firewall.finish();
   return {
     discovery: { source: discovery.source, instanceId: discovery.instanceId, origin: discovery.origin },
@@ -195,7 +199,9 @@ async function stageApplyCommit(
 
     status(`firewall: ${config.firewall.mode}`);
     firewall = await changeFirewall({ config, paths, log, payloadVars: payload.vars, controllerEndpoints: endpointsFromUrls(raw.controllerUrls) });
-    if (firewall.record) await stageApplied(txn, paths.resolve(config.state.dir), firewall.record);
+    // The record, and what the early unit restores from at the next boot (also when no new
+    // ruleset was applied: the mode or the baseline may have changed with the config).
+    await stageApplied(txn, paths.resolve(config.state.dir), { record: firewall.record, paths });
 
     status('committing exports, cache and firewall record');
     await txn.commit();

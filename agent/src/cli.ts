@@ -10,7 +10,7 @@ export const COMMANDS = ['once', 'run', 'status', 'discover', 'env', 'firewall',
 export type CommandName = (typeof COMMANDS)[number];
 export const ENV_FORMATS = ['env', 'sh', 'json'] as const;
 export type EnvFormat = (typeof ENV_FORMATS)[number];
-export const FIREWALL_ACTIONS = ['plan', 'apply', 'check', 'remove', 'restore'] as const;
+export const FIREWALL_ACTIONS = ['plan', 'apply', 'check', 'remove', 'restore', 'baseline'] as const;
 export type FirewallAction = (typeof FIREWALL_ACTIONS)[number];
 
 export interface ParsedCli {
@@ -24,6 +24,8 @@ export interface ParsedCli {
   format: EnvFormat;
   /** For `firewall <action>`. */
   action?: FirewallAction;
+  /** `firewall baseline --write`. */
+  write?: boolean;
   logLevel?: string;
 }
 
@@ -47,7 +49,7 @@ Commands:
   status     what the running daemon is doing (--json)
   discover   show what each configured source yields (no side effects)
   env        print the exported payload (--format env|sh|json)
-  firewall   the port allowlist: plan | apply | check | remove | restore
+  firewall   the port allowlist: plan | apply | check | remove | restore | baseline
   config     check: validate the config, print the effective one
   version    print the version
   help [CMD] show help
@@ -104,7 +106,7 @@ Print the exported payload (read back from export.jsonFile) in the given format:
   json  a JSON object
 
 ${COMMON}`,
-  firewall: `Usage: cartridge-agent firewall <plan|apply|check|remove|restore> [options]
+  firewall: `Usage: cartridge-agent firewall <plan|apply|check|remove|restore|baseline> [options]
 
 The inbound port allowlist (docs/firewall.md). The allowlist comes from the exported payload
 (export.jsonFile: PORTS, PORT_MAPPINGS, FIREWALL_ALLOW) and the config (firewall.*).
@@ -116,7 +118,12 @@ The inbound port allowlist (docs/firewall.md). The allowlist comes from the expo
            recorded in <state.dir>/firewall.json (no payload, no controller); nothing
            recorded (first boot): put the baseline in force (firewall.baseline), exit 0;
            a damaged record: the baseline, exit 8. firewall.mode plan: only say what it
-           would do; off: do nothing
+           would do; off: do nothing. (The early unit runs firewall-restore.sh, which does
+           the same from the files below without starting Node; docs/packaging.md)
+  baseline print the baseline ruleset for every backend; changes nothing. --write: record
+           it, with the early restore's decision for /etc/cartridge-agent/agent.json (mode,
+           firewall.baseline), in <state.dir>/firewall-baseline.restore and
+           <state.dir>/firewall-rules/ (bake.sh does this; once and run keep it current)
 
 ${COMMON}`,
   config: `Usage: cartridge-agent config check [options]
@@ -150,6 +157,7 @@ export function parseCli(argv: readonly string[]): ParsedCli {
         format: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
+        write: { type: 'boolean' },
       },
     });
   } catch (err) {
@@ -173,14 +181,15 @@ export function parseCli(argv: readonly string[]): ParsedCli {
     }
     if (rest.length > 1) throw new UsageError(`unexpected argument "${rest[1]}" for 'firewall ${action}'`);
     if (values.format !== undefined || values.json) throw new UsageError(`'firewall' takes neither --format nor --json`);
-    return { ...base('firewall', values), action: action as FirewallAction };
+    if (values.write && action !== 'baseline') throw new UsageError(`--write applies to 'firewall baseline' only`);
+    return { ...base('firewall', values), action: action as FirewallAction, ...(action === 'baseline' ? { write: Boolean(values.write) } : {}) };
   }
   if (command === 'config') {
     const action = rest[0];
     if (action === undefined && values.help) return { ...base('config', values), help: true };
     if (action !== 'check') throw new UsageError(`'config' needs an action: check${action === undefined ? '' : `; got "${action}"`}`);
     if (rest.length > 1) throw new UsageError(`unexpected argument "${rest[1]}" for 'config check'`);
-    if (values.format !== undefined || values.json) throw new UsageError(`'config check' takes neither --format nor --json (it prints JSON)`);
+    if (values.format !== undefined || values.json || values.write) throw new UsageError(`'config check' takes neither --format, --json nor --write (it prints JSON)`);
     return base('config', values);
   }
   if (command === 'help') {
@@ -191,6 +200,7 @@ export function parseCli(argv: readonly string[]): ParsedCli {
     return { ...base('help', values), help: true, ...(topic ? { helpTopic: topic as CommandName } : {}) };
   }
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}" for '${command}'`);
+  if (values.write) throw new UsageError(`--write applies to 'firewall baseline' only`);
   const format = values.format ?? 'env';
   if (!(ENV_FORMATS as readonly string[]).includes(format)) {
     throw new UsageError(`--format must be one of ${ENV_FORMATS.join(', ')}, got "${format}"`);

@@ -7,14 +7,15 @@ import { loadConfig, type AgentConfig } from './config';
 import { AgentError, ExitCode, UsageError } from './errors';
 import { renderExport } from './export';
 import { applyFirewall, checkFirewall, planFirewall, readRecorded, removeFirewall } from './firewall';
-import { describeBaseline } from './firewall/baseline';
+import { describeBaseline, renderBaseline } from './firewall/baseline';
+import { writeBaselineRestore } from './firewall/restore-record';
 import { describeBaselineInForce, restoreAtBoot } from './firewall/fail-closed';
 import type { FirewallState } from './firewall/types';
 import { bootOnce, lockRoot, type BootResult } from './boot';
 import { Daemon, describeStatus, readStatus, STATUS_FILE } from './daemon';
 import { createLogger, isJournalStream, journalPrefix, LOG_LEVELS, type Logger, type LogLevel } from './log';
 import { RootedPaths } from './paths';
-import { redactDeep, redactUrl } from './redact';
+import { redactUrl } from './redact';
 import { probeAll } from './sources';
 import { VERSION } from './protocol/version';
 import { readStateFile, stringRecord } from './io/state-file';
@@ -73,7 +74,8 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
         return await commandStatus(cli, paths, io);
       case 'config':
         // loadConfig above validated it (a ConfigError is exit 3 naming the key).
-        io.out(`${JSON.stringify(redactDeep(config), null, 2)}\n`);
+        // agent.json holds no secret values (passwords live in files); URLs may carry credentials.
+        io.out(`${JSON.stringify(config, (_key, value: unknown) => (typeof value === 'string' ? redactUrl(value) : value), 2)}\n`);
         io.err(`cartridge-agent: config ok: ${file ?? '(no file: all defaults)'}\n`);
         return ExitCode.OK;
       default:
@@ -234,6 +236,8 @@ async function commandFirewall(cli: ParsedCli, config: AgentConfig, paths: Roote
     }
     case 'restore':
       return locked(deps, 'firewall restore', () => restoreFirewall(deps, io));
+    case 'baseline':
+      return cli.write ? locked(deps, 'firewall baseline', () => writeBaseline(deps, io)) : printBaseline(deps, io);
     default:
       throw new UsageError(`'firewall' needs an action`);
   }
@@ -265,6 +269,30 @@ async function restoreFirewall(deps: { config: AgentConfig; paths: RootedPaths; 
   if (done.kind === 'restored') io.out(`firewall: restored the recorded ruleset: ${recordedText(done.state)}\n`);
   else if (done.kind === 'baseline') io.out(`firewall: nothing recorded (first boot?); the baseline ruleset is in force: ${describeBaselineInForce(done.baseline)}\n`);
   else io.out('firewall: nothing recorded, nothing restored (first boot?); firewall.baseline.enabled is false\n');
+  // This Node path runs at boot only when firewall-restore.sh handed over (e.g. the config
+  // changed since the agent last recorded): record the decision, so the next boot needs no Node.
+  await writeBaselineRestore(deps.paths.resolve(deps.config.state.dir), deps.paths).catch((err: unknown) =>
+    deps.log.warn({ err }, `firewall: could not record the baseline for the early restore: ${(err as Error).message}`),
+  );
+  return ExitCode.OK;
+}
+
+/** `firewall baseline`: the baseline for every backend, as firewall-restore.sh would apply it. */
+function printBaseline(deps: { config: AgentConfig }, io: Io): number {
+  const cfg = deps.config.firewall;
+  const nft = renderBaseline(cfg, 'nft');
+  const ipt = renderBaseline(cfg, 'iptables-legacy');
+  io.out(`# baseline (firewall.baseline ${cfg.baseline.enabled ? 'enabled' : 'disabled'}); allows ${describeBaseline(cfg)}\n`);
+  io.out(`# nft -f (backend nft), sha256 ${nft.digest}\n${nft.nft ?? ''}`);
+  io.out(`# iptables-nft / iptables-legacy: iptables-restore --noflush (IPv4), sha256 ${ipt.digest}\n${ipt.ipv4 ?? ''}`);
+  io.out(`# ip6tables-restore --noflush (IPv6)\n${ipt.ipv6 ?? ''}`);
+  return ExitCode.OK;
+}
+
+/** `firewall baseline --write`: record the early restore's decision and baseline texts. */
+async function writeBaseline(deps: { config: AgentConfig; paths: RootedPaths }, io: Io): Promise<number> {
+  const written = await writeBaselineRestore(deps.paths.resolve(deps.config.state.dir), deps.paths);
+  io.out(written.length > 0 ? written.map((f) => `wrote: ${f}\n`).join('') : 'firewall: the recorded baseline is current, nothing written\n');
   return ExitCode.OK;
 }
 

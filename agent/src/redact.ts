@@ -10,9 +10,12 @@ export function isSecretName(name: string): boolean {
   return SECRET_NAME.test(name);
 }
 
-/** `https://user:pw@host/p?token=abc` → `https://host/p?token=[REDACTED]`. Non-URLs pass through. */
+/**
+ * `https://user:pw@host/p?token=abc` → `https://host/p?token=[REDACTED]`; the same for broker
+ * URLs (mqtt(s)://, ws(s)://, tcp://, ssl://). Non-URLs pass through.
+ */
 export function redactUrl(text: string): string {
-  return text.replace(/\b(https?):\/\/[^\s"'<>]+/gi, (match) => {
+  return text.replace(/\b(https?|mqtts?|wss?|tcp|ssl):\/\/[^\s"'<>]+/gi, (match) => {
     let url: URL;
     try {
       url = new URL(match);

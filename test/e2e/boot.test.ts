@@ -228,6 +228,8 @@ describe('boot test: the baked image under real systemd (systemd-nspawn)', { con
     const fw = await c.unitProperties(FIREWALL_UNIT, ['ActiveState', 'Result']);
     assert.deepEqual(fw, { ActiveState: 'active', Result: 'success' }, `${FIREWALL_UNIT}: ${await c.journal(FIREWALL_UNIT)}`);
     assert.match(await c.journal(FIREWALL_UNIT), /nothing recorded \(first boot\?\); the baseline ruleset is in force/, 'first boot: the early firewall unit puts the baseline in force');
+    // From the record bake.sh made, in sh: no Node before the network.
+    assert.doesNotMatch(await c.journal(FIREWALL_UNIT), /handing over/, `first boot: the early unit needs no Node:\n${await c.journal(FIREWALL_UNIT)}`);
     await checkAgentStatus(c, 'personality', 'fetched');
     // The agent runs under its sandbox, W+X memory denied (seccomp filter mode 2 in force).
     const sandbox = await c.unitProperties(AGENT_UNIT, ['MemoryDenyWriteExecute', 'MainPID']);
@@ -302,7 +304,8 @@ describe('boot test: the baked image under real systemd (systemd-nspawn)', { con
     const { ms } = await waitAgentReady(c);
     t.diagnostic(`boot 3: ${AGENT_UNIT} start → READY=1 in ${ms.toFixed(0)} ms (controller down)`);
     process.stderr.write(`e2e: boot 3 (controller down): unit start → READY=1 in ${ms.toFixed(0)} ms\n`);
-    assert.match(await c.journal(FIREWALL_UNIT), /restored/, `the early firewall unit restored the recorded rules:\n${await c.journal(FIREWALL_UNIT)}`);
+    assert.match(await c.journal(FIREWALL_UNIT), /firewall: restored the recorded ruleset: /, `the early firewall unit restored the recorded rules:\n${await c.journal(FIREWALL_UNIT)}`);
+    assert.doesNotMatch(await c.journal(FIREWALL_UNIT), /handing over/, `a reboot: the early unit restores from the agent's record, without Node:\n${await c.journal(FIREWALL_UNIT)}`);
     await checkAgentStatus(c, 'personality', 'cache');
     assert.match(await c.journal(AGENT_UNIT, 300), /CONTROLLER UNREACHABLE: using the cached payload/, 'the agent says why it used the cache');
     await checkExports(c, rackspace.payload);

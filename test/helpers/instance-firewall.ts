@@ -69,3 +69,30 @@ export async function startController(pair: NetnsPair, body: string, port: numbe
   });
   return child;
 }
+
+export const RESTORE_SH = 'agent/bootstrap/firewall-restore.sh';
+export const RESTORE_FILE = '/var/lib/cartridge-agent/firewall.restore';
+export const BASELINE_RESTORE_FILE = '/var/lib/cartridge-agent/firewall-baseline.restore';
+export const RULES_DIR = '/var/lib/cartridge-agent/firewall-rules';
+
+/**
+ * The early unit's sh restore inside the instance namespace, under `shell` (dash, bash). It may
+ * hand over to the agent only when `handover` is set (the test's Node and bundle); otherwise
+ * the Node it would hand over to does not exist, so a hand-over shows as a failure.
+ */
+export function restoreShIn(pair: NetnsPair, image: ImageRoot, shell: string, opts: { handover?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+  const node = opts.handover ? process.execPath : '/nonexistent/node';
+  return runCommand('ip', ['netns', 'exec', pair.instance, shell, RESTORE_SH, '--root', image.root, '--node', node, '--bundle', BUNDLE], 30_000, opts.env);
+}
+
+/** What bake.sh does for the image: record the baseline and the early restore's decision. */
+export async function bakeBaseline(image: ImageRoot): Promise<void> {
+  const r = await runCommand(process.execPath, [BUNDLE, 'firewall', 'baseline', '--write', '--root', image.root]);
+  if (r.code !== 0) throw new Error(`firewall baseline --write failed (exit ${r.code}): ${r.out}${r.err}`);
+}
+
+/** A manifest's key=value lines. */
+export function manifest(image: ImageRoot, file: string): Record<string, string> {
+  const lines = readFileSync(image.at(file), 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
+  return Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+}

@@ -10,12 +10,14 @@ import { BUNDLE, makeImageRoot, runAgent } from '../../scripts/lib/fake-instance
 
 test('config check: the effective config as JSON, exit 0; an invalid one: exit 3 naming the file and the key', async () => {
   assert.ok(existsSync(BUNDLE), `${BUNDLE} missing: run 'npm run build'`);
-  const image = makeImageRoot(null, { health: { intervalSeconds: 7 } });
+  const image = makeImageRoot(null, { health: { intervalSeconds: 7, brokerUrls: ['mqtt://agent:s3cret@broker:1883'] } });
   try {
     const ok = await runAgent(['config', 'check', '--root', image.root]);
     assert.equal(ok.code, 0, ok.err);
-    const effective = JSON.parse(ok.out) as { health: { intervalSeconds: number; keepaliveSeconds: number }; firewall: { mode: string } };
+    const effective = JSON.parse(ok.out) as { health: { intervalSeconds: number; keepaliveSeconds: number; brokerUrls: string[] }; payload: { maxKeys: number } };
     assert.equal(effective.health.intervalSeconds, 7, 'the file');
+    assert.equal(effective.payload.maxKeys, 10_000, 'numbers are shown, not redacted for their names');
+    assert.deepEqual(effective.health.brokerUrls, ['mqtt://broker:1883'], 'credentials in URLs are removed');
     assert.equal(effective.health.keepaliveSeconds, 30, 'a default filled in');
     assert.match(ok.err, new RegExp(`config ok: ${image.at('/etc/cartridge-agent/agent.json').replace(/[.]/g, '\\.')}`));
 

@@ -50,6 +50,21 @@ describe('bake.sh into an image root', () => {
     assert.deepEqual(readFileSync(at('usr/lib/cartridge-agent/cartridge-agent.js')), readFileSync(BUNDLE));
     assert.equal(mode(at('usr/lib/cartridge-agent/cartridge-agent.js')), '755');
     assert.equal(mode(at('usr/lib/cartridge-agent/mount-seeds.sh')), '755');
+    assert.deepEqual(readFileSync(at('usr/lib/cartridge-agent/firewall-restore.sh')), readFileSync('agent/bootstrap/firewall-restore.sh'));
+    assert.equal(mode(at('usr/lib/cartridge-agent/firewall-restore.sh')), '755');
+    // The early restore's record for the first boot: the decision as the booted image reads its
+    // config (mode enforce by default: not --root's plan default), the baseline for every backend.
+    const record = readFileSync(at('var/lib/cartridge-agent/firewall-baseline.restore'), 'utf8');
+    assert.match(record, /^mode=enforce$/m);
+    assert.match(record, /^baseline=enabled$/m);
+    assert.match(record, /^config=\/etc\/cartridge-agent\/agent\.json$/m);
+    for (const [key, ext] of [['nft_sha256', 'nft'], ['ipv4_sha256', 'ipv4'], ['ipv6_sha256', 'ipv6']]) {
+      const sha = new RegExp(`^${key}=([0-9a-f]{64})$`, 'm').exec(record)?.[1];
+      assert.ok(sha && existsSync(at(`var/lib/cartridge-agent/firewall-rules/${sha}.${ext}`)), `${key}: its text file`);
+    }
+    assert.equal(mode(at('var/lib/cartridge-agent')), '700');
+    assert.equal(mode(at('var/lib/cartridge-agent/firewall-baseline.restore')), '600');
+    assert.match(readFileSync(at('lib/systemd/system/cartridge-agent-firewall.service'), 'utf8'), /^ExecStart=\/usr\/lib\/cartridge-agent\/firewall-restore\.sh$/m);
     assert.equal(mode(at('usr/bin/cartridge-agent')), '755');
     assert.match(readFileSync(at('usr/bin/cartridge-agent'), 'utf8'), /^#!\/bin\/sh\n(#.*\n)*exec \/usr\/bin\/node \/usr\/lib\/cartridge-agent\/cartridge-agent\.js "\$@"\n$/);
     for (const unit of UNITS) {
@@ -98,9 +113,13 @@ describe('bake.sh into an image root', () => {
   it('removes per-instance state so an image baked from a used instance carries none; --keep-state keeps it', (t) => {
     if (!ready(t)) return;
     const root = bakedRoot(t);
-    const state = ['/var/lib/cartridge-agent/firewall.json', '/var/lib/cartridge-agent/cache/i-1.json', '/var/lib/cartridge-agent/.session',
+    const baselineRecord = treeListing(path.join(root, 'var/lib/cartridge-agent'));
+    const instanceRules = `/var/lib/cartridge-agent/firewall-rules/${'a'.repeat(64)}.nft`;
+    const state = ['/var/lib/cartridge-agent/firewall.json', '/var/lib/cartridge-agent/firewall.restore', instanceRules,
+      '/var/lib/cartridge-agent/cache/i-1.json', '/var/lib/cartridge-agent/.session',
       '/run/cartridge-agent/payload.env', '/etc/profile.d/cartridge-agent.sh', '/etc/cartridge-agent/payload-url'];
     for (const f of state) writeIn(root, f, 'x\n', 0o600);
+    writeIn(root, '/var/lib/cartridge-agent/firewall.restore', `format=1\nbackend=nft\nnft_sha256=${'a'.repeat(64)}\n`, 0o600);
     writeIn(root, '/etc/profile.d/other.sh', 'keep\n');
     const kept = runSh(BAKE, ['--root', root, '--keep-state']);
     assert.equal(kept.code, 0, kept.err);
@@ -114,6 +133,7 @@ describe('bake.sh into an image root', () => {
     assert.ok(existsSync(path.join(root, 'etc/profile.d/other.sh')), "other packages' files stay");
     assert.ok(existsSync(path.join(root, 'etc/cartridge-agent/agent.json')), 'the config stays');
     assert.match(r.out, /^bake\.sh: removed \/etc\/cartridge-agent\/payload-url$/m);
+    assert.deepEqual(treeListing(path.join(root, 'var/lib/cartridge-agent')), baselineRecord, 'the baseline record stays as baked; the instance\'s rule texts are pruned');
   });
 
   it('--no-enable installs without enable links', (t) => {

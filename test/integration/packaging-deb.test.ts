@@ -60,7 +60,7 @@ describe('the .deb', () => {
     ]);
     for (const p of ['/lib/systemd/system/cartridge-agent.service', '/lib/systemd/system/cartridge-agent-firewall.service',
       '/lib/systemd/system/cartridge-agent-seed.service', '/usr/lib/cartridge-agent/cartridge-agent.js', '/usr/lib/cartridge-agent/mount-seeds.sh',
-      '/usr/bin/cartridge-agent', '/etc/cartridge-agent/agent.json']) {
+      '/usr/lib/cartridge-agent/firewall-restore.sh', '/usr/bin/cartridge-agent', '/etc/cartridge-agent/agent.json']) {
       assert.ok(files.includes(p), `${p} in the package`);
     }
     const dirs = entries.filter((e) => e.mode.startsWith('d')).map((e) => e.path);
@@ -82,6 +82,7 @@ describe('the .deb', () => {
     const md5 = readFileSync(path.join(control.dir, 'md5sums'), 'utf8');
     assert.match(md5, /^[0-9a-f]{32} {2}usr\/lib\/cartridge-agent\/cartridge-agent\.js$/m);
     assert.match(readFileSync(path.join(control.dir, 'postinst'), 'utf8'), /deb-systemd-helper enable/);
+    assert.match(readFileSync(path.join(control.dir, 'postinst'), 'utf8'), /^\tif ! cartridge-agent firewall baseline --write /m, 'postinst records the baseline for the early restore');
   });
 
   it('lintian reports no errors', (t) => {

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parseConfig } from '../../agent/src/config';
@@ -56,9 +56,11 @@ describe('systemd-analyze verify', () => {
     assert.equal(runSh(BAKE, ['--root', root]).code, 0);
     const unitFile = path.join(root, 'lib/systemd/system/cartridge-agent-firewall.service');
     writeFileSync(unitFile, readFileSync(unitFile, 'utf8').replace('[Service]\n', '[Service]\nProtectSystm=strict\n'));
+    rmSync(path.join(root, 'usr/lib/cartridge-agent/firewall-restore.sh'));
     const r = analyze(['verify', `--root=${root}`, 'cartridge-agent-firewall.service']);
     assert.match(r.out, /Unknown key 'ProtectSystm' in section \[Service\]/);
-    assert.match(r.out, /\/usr\/bin\/node is not executable: No such file or directory/);
+    assert.match(r.out, /\/usr\/lib\/cartridge-agent\/firewall-restore\.sh is not executable: No such file or directory/);
+    assert.match(analyze(['verify', `--root=${root}`, 'cartridge-agent.service']).out, /\/usr\/bin\/node is not executable: No such file or directory/);
   });
 });
 
@@ -143,9 +145,14 @@ describe('unit contracts other parts rely on', () => {
   it('the firewall restore runs before the network on every boot', () => {
     const fw = readFileSync(path.join(UNIT_SOURCES, 'cartridge-agent-firewall.service'), 'utf8').split('\n');
     for (const line of ['DefaultDependencies=no', 'Before=network-pre.target shutdown.target', 'Wants=network-pre.target', 'WantedBy=sysinit.target',
-      'ExecStart=/usr/bin/node /usr/lib/cartridge-agent/cartridge-agent.js firewall restore', 'RemainAfterExit=yes']) {
+      'ExecStart=/usr/lib/cartridge-agent/firewall-restore.sh', 'RemainAfterExit=yes', 'MemoryDenyWriteExecute=yes']) {
       assert.ok(fw.includes(line), `cartridge-agent-firewall.service lacks "${line}"`);
     }
+    // The early restore costs no Node start (the script hands over to the agent only when it must).
+    assert.ok(!fw.some((l) => /^ExecStart.*node/.test(l)), 'the early unit must not start Node');
+    // Nothing the agent does not need sits in front of it: a local pointer needs no network-online.
+    assert.ok(!lines.some((l) => /^(After|Wants|Requires)=.*network-online\.target/.test(l)), 'the agent must not wait for network-online.target');
+    assert.ok(lines.some((l) => l.startsWith('After=') && l.split(/[= ]/).includes('network.target')), 'After=network.target: the offline report at shutdown needs the network');
     assert.ok(lines.some((l) => l.startsWith('After=') && l.includes('cartridge-agent-firewall.service') && l.includes('cartridge-agent-seed.service')));
   });
 });

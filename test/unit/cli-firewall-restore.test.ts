@@ -49,7 +49,8 @@ test('firewall restore parses; it takes no argument, --json or --format', () => 
 
 test('help names restore in the command list and explains it', () => {
   assert.match(HELP.main, /firewall +the port allowlist: plan \| apply \| check \| remove \| restore/);
-  assert.match(HELP.firewall, /^Usage: cartridge-agent firewall <plan\|apply\|check\|remove\|restore>/);
+  assert.match(HELP.firewall, /^Usage: cartridge-agent firewall <plan\|apply\|check\|remove\|restore\|baseline>/);
+  assert.match(HELP.firewall, /\n {2}baseline print the baseline ruleset for every backend; changes nothing\. --write: record/);
   assert.match(HELP.firewall, /\n {2}restore {2}early boot, before the network: .*\n.*firewall\.json/);
 });
 

@@ -15,3 +15,9 @@ test('secret-looking names are redacted deeply, others kept', () => {
   assert.deepEqual(out, { a: { MB_PASSWORD: REDACTED, PORTS: '80' }, url: `http://h/?token=${REDACTED}` });
   assert.deepEqual(describeVars(new Map([['TOKEN', 'x'], ['A', 'b']])), { TOKEN: REDACTED, A: 'b' });
 });
+
+test('broker URLs lose their credentials and query values too', () => {
+  assert.equal(redactUrl('broker mqtt://agent:s3cret@b:1883 down'), 'broker mqtt://b:1883 down');
+  assert.equal(redactUrl('mqtts://u:p@b:8883/?x=1'), 'mqtts://b:8883/?x=[REDACTED]');
+  assert.equal(redactUrl('wss://u:p@b/mqtt'), 'wss://b/mqtt');
+});

@@ -96,7 +96,7 @@ export async function applyFirewall(deps: ApplyDeps): Promise<FirewallState> {
   const change = await changeFirewall(deps);
   if (change.record) {
     try {
-      await saveApplied(stateDir(deps), change.record);
+      await saveApplied(stateDir(deps), change.record, deps.paths);
     } catch (err) {
       await change.rollback();
       throw err;

@@ -3,11 +3,16 @@
  * read-back the kernel reported right after. `firewall check` in another process compares
  * against it, and an early-boot unit can re-apply it before the network comes up.
  */
+import { existsSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { FirewallError, StateFileError } from '../errors';
 import { readStateFile } from '../io/state-file';
-import { writeFileAtomic, type FileTransaction } from '../io/staged-write';
+import { FileTransaction } from '../io/staged-write';
+import type { RootedPaths } from '../paths';
+import { verifyRecorded } from './recorded';
+import { recordedRestoreFiles, RESTORE_FILE } from './restore-files';
+import { pruneRestoreTexts, removeRecordedRestore, stageBaselineRestore, stageRestoreFiles } from './restore-record';
 import type { Backend, FirewallState, RenderedRuleset } from './types';
 
 export const STATE_FILE = 'firewall.json';
@@ -30,23 +35,55 @@ export function stateFilePath(stateDirHost: string): string {
 
 const recordText = (applied: AppliedFirewall) => `${JSON.stringify(applied, null, 2)}\n`;
 
-/** On its own (`firewall apply`): the record is written now. */
-export async function saveApplied(stateDirHost: string, applied: AppliedFirewall): Promise<void> {
+/** On its own (`firewall apply`): the record (and the early restore's files) are written now. */
+export async function saveApplied(stateDirHost: string, applied: AppliedFirewall, paths?: RootedPaths): Promise<void> {
+  const txn = new FileTransaction();
   try {
-    await writeFileAtomic(stateFilePath(stateDirHost), recordText(applied), { mode: 0o600, stage: 'firewall record' });
+    await stageApplied(txn, stateDirHost, { record: applied, ...(paths ? { paths } : {}) });
+    await txn.commit();
   } catch (err) {
+    await txn.discard();
     throw new FirewallError(
       `firewall (${applied.backend}): the ruleset is applied but its record could not be saved: ${(err as Error).message}`,
       'persist',
       applied.backend,
     );
   }
+  await pruneRestoreTexts(stateDirHost);
 }
 
-/** In the boot transaction: the record replaces the old one only when everything commits. */
-export async function stageApplied(txn: FileTransaction, stateDirHost: string, applied: AppliedFirewall): Promise<void> {
-  await txn.stage(stateFilePath(stateDirHost), recordText(applied), { mode: 0o600, stage: 'firewall record' });
+/**
+ * In the boot transaction: the record replaces the old one only when everything commits. With
+ * it go the files the early unit's sh script restores from (firewall.restore and the texts it
+ * names), and — given `paths` — the baseline decision for the image's config file, each
+ * staged only when it differs from what is on disk. After the commit, pruneRestoreTexts.
+ */
+export async function stageApplied(txn: FileTransaction, stateDirHost: string, what: { record: AppliedFirewall | null; paths?: RootedPaths }): Promise<void> {
+  if (what.record) {
+    await txn.stage(stateFilePath(stateDirHost), recordText(what.record), { mode: 0o600, stage: 'firewall record' });
+    await stageRestoreFiles(txn, stateDirHost, RESTORE_FILE, recordedRestoreFiles(what.record));
+  } else if (what.paths) {
+    // A record kept as it is (the ruleset is unchanged) but without its firewall.restore (saved
+    // by an agent before this one): add it, or the early unit would hand over on every boot.
+    const kept = await recordWithoutRestore(stateDirHost);
+    if (kept) await stageRestoreFiles(txn, stateDirHost, RESTORE_FILE, recordedRestoreFiles(kept));
+  }
+  if (what.paths) await stageBaselineRestore(txn, stateDirHost, what.paths);
 }
+
+async function recordWithoutRestore(stateDirHost: string): Promise<AppliedFirewall | null> {
+  if (existsSync(path.join(stateDirHost, RESTORE_FILE))) return null;
+  const applied = await loadApplied(stateDirHost).catch(() => null);
+  if (!applied) return null;
+  try {
+    verifyRecorded(applied, stateFilePath(stateDirHost));
+    return applied;
+  } catch {
+    return null; // damaged: nothing to restore from it (the early unit hands over, the agent says why)
+  }
+}
+
+export { pruneRestoreTexts } from './restore-record';
 
 const BACKENDS: readonly string[] = ['nft', 'iptables-nft', 'iptables-legacy'];
 
@@ -76,6 +113,7 @@ export async function loadApplied(stateDirHost: string): Promise<AppliedFirewall
 /** After `firewall remove`: nothing is applied, so nothing must be re-applied at boot. */
 export async function forgetApplied(stateDirHost: string): Promise<void> {
   try {
+    await removeRecordedRestore(stateDirHost);
     await unlink(stateFilePath(stateDirHost));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
