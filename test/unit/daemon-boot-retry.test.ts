@@ -49,6 +49,10 @@ test('a failure that may pass is retried until the boot work succeeds', async ()
   const h = harness([new FetchError('unreachable', false), new WriteError('cache', '/x', 'ENOSPC')]);
   assert.equal(await h.run, RESULT);
   assert.equal(h.calls(), 3);
+  // No pointer, but a metadata service was among the sources: the network may not be up yet.
+  const net = harness([new NoPointerError([{ source: 'personality', reason: 'no file' }, { source: 'ec2', reason: 'EHOSTUNREACH' }])]);
+  assert.equal(await net.run, RESULT);
+  assert.match(net.said[0] ?? '', /^boot work failed \(exit 4\), retrying in/);
   assert.match(h.said[0] ?? '', /^boot work failed \(exit 5\), retrying in \d+ s: unreachable/);
   assert.match(h.said[1] ?? '', /^boot work failed \(exit 7\), retrying in \d+ s: cache: cannot write \/x/);
 });

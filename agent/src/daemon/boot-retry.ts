@@ -1,16 +1,18 @@
 /**
  * `run`'s boot work, retried in the process while the failure may pass (controller unreachable
- * with nothing cached, a full disk, a firewall tool failing, another run holding the lock),
+ * with nothing cached, a metadata service not answering yet, a full disk, a firewall tool
+ * failing, another run holding the lock),
  * with growing pauses, so the unit never restarts in a tight loop. A terminal failure (bad
  * config, no pointer, a refused payload, a refusal by the controller) is not retried: it is
  * said in STATUS= and the journal, and `run` exits with its code, which the unit's
  * RestartPreventExitStatus= keeps systemd from restarting.
  */
 import type { BootResult } from '../boot';
-import { AgentError, ExitCode, FetchError } from '../errors';
+import { AgentError, ExitCode, FetchError, NoPointerError } from '../errors';
 import { abortableSleep } from '../io/abortable-sleep';
 import type { Logger } from '../log';
 import { backoffDelayMs } from '../payload/backoff';
+import { NETWORK_SOURCES } from '../sources';
 
 export interface BootRetryDeps {
   boot: () => Promise<BootResult>;
@@ -72,6 +74,8 @@ function refusalWords(err: FetchError): string[] {
 
 function isTerminal(err: AgentError): boolean {
   if (err instanceof FetchError) return err.terminal;
+  // A metadata service that did not answer may be reached once the network is up.
+  if (err instanceof NoPointerError) return !err.reasons.some((r) => NETWORK_SOURCES.has(r.source));
   return RUN_TERMINAL_EXIT_CODES.includes(err.exitCode);
 }
 

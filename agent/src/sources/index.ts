@@ -26,6 +26,13 @@ const FACTORIES: Record<SourceName, () => PointerSource> = {
   cloudstack: () => new CloudStackSource(),
 };
 
+/**
+ * The sources that ask a metadata service over the network. Their "nothing found" may only mean
+ * the network is not up yet (the agent no longer waits for network-online.target), so `run`
+ * retries it instead of stopping for good.
+ */
+export const NETWORK_SOURCES: ReadonlySet<string> = new Set<SourceName>(['ec2', 'openstack', 'cloudstack']);
+
 export function createSources(order: readonly SourceName[]): PointerSource[] {
   return order.map((name) => FACTORIES[name]());
 }
