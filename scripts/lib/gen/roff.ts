@@ -59,7 +59,7 @@ export function helpBlocks(help: string): Block[] {
       open = false;
       continue;
     }
-    const item = /^ {2}(\S(?:.*?\S)?)(?: {2,}(\S.*))?$/.exec(line);
+    const item = /^ {2}(\S(?:.*?\S)??)(?: {2,}(\S.*))?$/.exec(line);
     const last = blocks[blocks.length - 1];
     if (item && !line.startsWith('   ')) {
       blocks.push({ kind: 'item', term: item[1] as string, text: item[2] ?? '' });
