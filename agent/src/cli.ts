@@ -194,6 +194,12 @@ export function parseCli(argv: readonly string[]): ParsedCli {
     throw new UsageError(`unknown command "${first}"; commands: ${COMMANDS.join(', ')}`);
   }
   const command = first as CommandName;
+  if (command !== 'firewall' && command !== 'config') {
+    // The options a command does not take are errors (COMMAND_TABLE; firewall and config say it their own way).
+    const own = COMMAND_TABLE[command].options;
+    if (values.format !== undefined && !('--format' in own)) throw new UsageError(`--format applies to ${takers('--format')} only`);
+    if (values.json && !('--json' in own)) throw new UsageError(`--json applies to ${takers('--json')} only`);
+  }
   if (command === 'firewall') {
     const action = rest[0];
     if (action === undefined && values.help) return { ...base('firewall', values), help: true };
@@ -224,9 +230,6 @@ export function parseCli(argv: readonly string[]): ParsedCli {
   if (!(ENV_FORMATS as readonly string[]).includes(format)) {
     throw new UsageError(`--format must be one of ${ENV_FORMATS.join(', ')}, got "${format}"`);
   }
-  const own = COMMAND_TABLE[command].options;
-  if (values.format !== undefined && !('--format' in own)) throw new UsageError(`--format applies to ${takers('--format')} only`);
-  if (values.json && !('--json' in own)) throw new UsageError(`--json applies to ${takers('--json')} only`);
   return { ...base(command, values), format: format as EnvFormat };
 }
 

@@ -27,6 +27,7 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): { code: 
 function render(page: string): { code: number | null; out: string; err: string } {
   const r = run('man', ['--warnings', '-E', 'UTF-8', '-l', '-Tutf8', path.join(GEN, page)], { LC_ALL: 'C.UTF-8', MANWIDTH: '80' });
   // Bold and underline are overstrikes (c BS c, _ BS c); man-db's hyphens and minus signs are Unicode.
+  // eslint-disable-next-line no-control-regex -- the backspace of man's overstrikes
   return { ...r, out: r.out.replace(/.\x08/gu, '').replace(/[\u2010\u2212]/g, '-') };
 }
 

@@ -7,8 +7,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { COMMANDS, COMMAND_TABLE, COMMON_OPTIONS, parseCli } from '../../agent/src/cli';
 import { parseConfig } from '../../agent/src/config';
-import { ConfigError } from '../../agent/src/errors';
+import { ConfigError, UsageError } from '../../agent/src/errors';
 import { REPO, generatedFiles, staleFiles } from '../../scripts/gen-docs';
 import { configJsonSchema, configKeys, regenerateConfigDoc } from '../../scripts/lib/gen/config-doc';
 import { esc, helpBlocks, markdownTable, mdInline } from '../../scripts/lib/gen/roff';
@@ -83,4 +84,21 @@ test('roff: escapes, markdown inline markup, help-text blocks, markdown tables',
     { kind: 'item', term: 'b', text: 'second' },
   ]);
   assert.deepEqual(markdownTable('x\n## T\n\n| a | b |\n|---|---|\n| 1 | x \\| y |\n\nafter', 'T'), [['1', 'x | y']]);
+});
+
+test("the agent's command table (which the completion is generated from) is what parseCli accepts", () => {
+  const sample: Record<string, string[]> = { '--format': ['sh'], '--config': ['/etc/x.json'], '--root': ['/tmp'], '--log-level': ['warn'] };
+  const flags = ['--json', '--format', ...Object.keys(COMMON_OPTIONS)];
+  for (const command of COMMANDS) {
+    const { actions, options } = COMMAND_TABLE[command];
+    const words = [command, ...(actions && command !== 'help' ? [actions[0] as string] : [])];
+    for (const flag of flags.filter((f) => f !== '--help')) {
+      const takes = flag in options || (flag in COMMON_OPTIONS && command !== 'version' && command !== 'help');
+      const argv = [...words, flag, ...(sample[flag] ?? [])];
+      if (takes) assert.doesNotThrow(() => parseCli(argv), `${argv.join(' ')} is accepted`);
+      else if (flag in COMMAND_TABLE.env.options || flag === '--json') assert.throws(() => parseCli(argv), UsageError, `${argv.join(' ')} is refused`);
+    }
+    for (const action of actions ?? []) assert.doesNotThrow(() => parseCli([command, action]), `${command} ${action}`);
+  }
+  assert.throws(() => parseCli(['config', 'fix']), /'config' needs an action: check; got "fix"/);
 });
