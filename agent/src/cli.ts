@@ -13,6 +13,34 @@ export type EnvFormat = (typeof ENV_FORMATS)[number];
 export const FIREWALL_ACTIONS = ['plan', 'apply', 'check', 'remove', 'restore', 'baseline'] as const;
 export type FirewallAction = (typeof FIREWALL_ACTIONS)[number];
 
+export const CONFIG_ACTIONS = ['check'] as const;
+
+/** What an option's value is: a word from a list, a file, a directory, or a log level. */
+export type OptionValue = readonly string[] | 'file' | 'dir' | 'log-level' | null;
+/** The options every command takes (version and help take only --help). */
+export const COMMON_OPTIONS: Readonly<Record<string, OptionValue>> = { '--config': 'file', '--root': 'dir', '--log-level': 'log-level', '--help': null };
+/**
+ * Per command: its actions (a required first word) and its own options. parseCli checks
+ * against it, and the bash completion is generated from it (scripts/gen-docs.ts).
+ */
+export const COMMAND_TABLE: Readonly<Record<CommandName, { actions?: readonly string[]; options: Readonly<Record<string, OptionValue>> }>> = {
+  once: { options: { '--json': null } },
+  run: { options: {} },
+  status: { options: { '--json': null } },
+  discover: { options: { '--json': null } },
+  env: { options: { '--format': ENV_FORMATS } },
+  firewall: { actions: FIREWALL_ACTIONS, options: { '--write': null } }, // --write: 'firewall baseline' only
+  config: { actions: CONFIG_ACTIONS, options: {} },
+  version: { options: {} },
+  help: { actions: COMMANDS, options: {} },
+};
+
+/** The commands that take `option`, as "'a', 'b' and 'c'". */
+function takers(option: string): string {
+  const names = COMMANDS.filter((c) => option in COMMAND_TABLE[c].options).map((c) => `'${c}'`);
+  return names.length > 1 ? `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}` : (names[0] ?? 'no command');
+}
+
 export interface ParsedCli {
   command: CommandName;
   help: boolean;
@@ -29,7 +57,7 @@ export interface ParsedCli {
   logLevel?: string;
 }
 
-const COMMON = `Options for every command:
+export const COMMON = `Options for every command:
   --config PATH      config file (default /etc/cartridge-agent/agent.json, resolved under --root;
                      env CARTRIDGE_AGENT_CONFIG)
   --root DIR         resolve every absolute path the agent reads or writes under DIR (default /;
@@ -52,7 +80,7 @@ Commands:
   firewall   the port allowlist: plan | apply | check | remove | restore | baseline
   config     check: validate the config, print the effective one
   version    print the version
-  help [CMD] show help
+  help [CMD]  show help
 
 ${COMMON}
 
@@ -61,6 +89,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config invalid, 4 no payload poin
 (nothing of that run in force), 8 firewall failed, 9 firewall drift found by 'firewall check',
 10 another cartridge-agent holds the run lock, 11 a state file of the agent is damaged,
 12 nothing is exported yet ('env', 'firewall plan|apply'), 13 the daemon is not running ('status').
+
 Logs are JSON lines on stderr (pipe through pino-pretty to read them).`,
   once: `Usage: cartridge-agent once [options]
 
@@ -84,7 +113,7 @@ ${COMMON}`,
 
 What the running daemon is doing: pointer source, payload digest, exports, firewall, broker
 connection, last report, buffered messages, app readiness. Read from
-/run/cartridge-agent/status.json (under --root); exit 1 when the daemon is not running.
+/run/cartridge-agent/status.json (under --root); exit 13 when the daemon is not running.
 
   --json             print the raw status as JSON
 
@@ -173,6 +202,12 @@ export function parseCli(argv: readonly string[]): ParsedCli {
     throw new UsageError(`unknown command "${first}"; commands: ${COMMANDS.join(', ')}`);
   }
   const command = first as CommandName;
+  if (command !== 'firewall' && command !== 'config') {
+    // The options a command does not take are errors (COMMAND_TABLE; firewall and config say it their own way).
+    const own = COMMAND_TABLE[command].options;
+    if (values.format !== undefined && !('--format' in own)) throw new UsageError(`--format applies to ${takers('--format')} only`);
+    if (values.json && !('--json' in own)) throw new UsageError(`--json applies to ${takers('--json')} only`);
+  }
   if (command === 'firewall') {
     const action = rest[0];
     if (action === undefined && values.help) return { ...base('firewall', values), help: true };
@@ -187,7 +222,7 @@ export function parseCli(argv: readonly string[]): ParsedCli {
   if (command === 'config') {
     const action = rest[0];
     if (action === undefined && values.help) return { ...base('config', values), help: true };
-    if (action !== 'check') throw new UsageError(`'config' needs an action: check${action === undefined ? '' : `; got "${action}"`}`);
+    if (action !== 'check') throw new UsageError(`'config' needs an action: ${CONFIG_ACTIONS.join(', ')}${action === undefined ? '' : `; got "${action}"`}`);
     if (rest.length > 1) throw new UsageError(`unexpected argument "${rest[1]}" for 'config check'`);
     if (values.format !== undefined || values.json || values.write) throw new UsageError(`'config check' takes neither --format, --json nor --write (it prints JSON)`);
     return base('config', values);
@@ -205,8 +240,6 @@ export function parseCli(argv: readonly string[]): ParsedCli {
   if (!(ENV_FORMATS as readonly string[]).includes(format)) {
     throw new UsageError(`--format must be one of ${ENV_FORMATS.join(', ')}, got "${format}"`);
   }
-  if (values.format !== undefined && command !== 'env') throw new UsageError(`--format applies to 'env' only`);
-  if (values.json && !['once', 'discover', 'status'].includes(command)) throw new UsageError(`--json applies to 'once', 'discover' and 'status' only`);
   return { ...base(command, values), format: format as EnvFormat };
 }
 

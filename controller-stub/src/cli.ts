@@ -27,7 +27,7 @@ export interface CliIo {
   waitForStop(): Promise<string>;
 }
 
-const EXIT_CODES = `Exit codes:
+export const EXIT_CODES = `Exit codes:
   0  success
   1  internal error
   2  usage error (bad flag, bad value, port in use)
@@ -39,7 +39,7 @@ const EXIT_CODES = `Exit codes:
 const STATE_HELP = `  --state DIR        controller state dir (keys, token secret, admin token, members.json);
                      default ./.cartridge-controller, or $CARTRIDGE_CONTROLLER_STATE`;
 
-const HELP: Record<string, string> = {
+export const HELP: Record<string, string> = {
   main: `Usage: cartridge-controller <command> [options]
 
 Commands:
@@ -149,7 +149,7 @@ ${EXIT_CODES}
 };
 
 const COMMON = { state: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
-const OPTIONS = {
+export const OPTIONS = {
   serve: {
     ...COMMON, http: { type: 'string' }, 'mqtt-port': { type: 'string' }, 'mqtt-host': { type: 'string' }, 'mqtt-auth': { type: 'boolean' },
     broker: { type: 'string' }, 'broker-password-file': { type: 'string' }, share: { type: 'string' }, 'public-url': { type: 'string' },

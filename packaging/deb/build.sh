@@ -124,22 +124,21 @@ EOF
 } >"$doc/copyright"
 chmod 0644 "$doc/changelog.gz" "$doc/copyright"
 
-# cartridge-agent(1), from the agent's own --help (so it cannot drift from it).
-man=$stage/usr/share/man/man1
-mkdir -p "$man"
-node "$bundle" --help >"$stage/help.txt" || die 1 "node $bundle --help failed"
-{
-  printf '.TH CARTRIDGE-AGENT 1 "%s" "cartridge-agent %s" "User Commands"\n' "$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%d)" "$version"
-  printf '.SH NAME\ncartridge-agent \\- boot-time payload, environment and port allowlist agent\n'
-  printf '.SH SYNOPSIS\n.B cartridge-agent\n.I command\n[\\fIoptions\\fR]\n'
-  printf '.SH DESCRIPTION\n.nf\n'
-  # roff: a leading . or ' starts a request, a backslash an escape.
-  sed -e 's/\\/\\e/g' -e "s/^\([.']\)/\\\\\&\1/" "$stage/help.txt"
-  printf '.fi\n.SH FILES\n.nf\n/etc/cartridge-agent/agent.json\n/etc/cartridge-agent/hooks/\n/run/cartridge-agent/payload.env\n/var/lib/cartridge-agent/\n.fi\n'
-  printf '.SH SEE ALSO\n.BR systemctl (1),\n.BR systemd.exec (5)\n'
-} | gzip -9n >"$man/cartridge-agent.1.gz"
-rm -f "$stage/help.txt"
-chmod 0644 "$man/cartridge-agent.1.gz"
+# Man pages and bash completion, generated from the help texts, docs/cli.md and the config
+# description by `npm run docs` (packaging/generated/; a test keeps them current). The
+# controller's page and completion are not here: the package does not ship the controller.
+gen=$repo/packaging/generated
+for page in man/cartridge-agent.1 man/agent.json.5; do
+  [ -f "$gen/$page" ] || die 4 "$gen/$page is missing (run 'npm run docs')"
+  section=$stage/usr/share/man/man${page##*.}
+  mkdir -p "$section"
+  gzip -9n <"$gen/$page" >"$section/${page#man/}.gz"
+  chmod 0644 "$section/${page#man/}.gz"
+done
+completions=$stage/usr/share/bash-completion/completions
+mkdir -p "$completions"
+cp "$gen/completion/cartridge-agent" "$completions/cartridge-agent" || die 4 "$gen/completion/cartridge-agent is missing (run 'npm run docs')"
+chmod 0644 "$completions/cartridge-agent"
 
 cat >"$stage/DEBIAN/control" <<EOF
 Package: cartridge-agent

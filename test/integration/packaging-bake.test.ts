@@ -11,7 +11,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { HOOK_EVENTS } from '../../agent/src/lifecycle/hooks';
 import { requireCommands, requireFile } from '../helpers/env';
 import { forEachRuntime } from '../helpers/runtimes';
-import { BAKE, BUNDLE, DEFAULT_CONFIG, UNITS, UNIT_SOURCES, bundleBuilt, makeImageRoot, runSh, tempDir, treeListing, writeIn } from '../fixtures/packaging/image';
+import { BAKE, BUNDLE, DEFAULT_CONFIG, REPO, UNITS, UNIT_SOURCES, bundleBuilt, makeImageRoot, runSh, tempDir, treeListing, writeIn } from '../fixtures/packaging/image';
 
 function ready(t: TestContext): boolean {
   return requireCommands(t, 'dash', 'systemctl') && requireFile(t, bundleBuilt(), 'no dist/cartridge-agent.js: run npm run build');
@@ -74,6 +74,9 @@ describe('bake.sh into an image root', () => {
     }
     assert.deepEqual(JSON.parse(readFileSync(at('etc/cartridge-agent/agent.json'), 'utf8')), JSON.parse(readFileSync(DEFAULT_CONFIG, 'utf8')));
     assert.equal(mode(at('etc/cartridge-agent/agent.json')), '644');
+    // The JSON Schema the default config names in "$schema", for editors.
+    assert.deepEqual(readFileSync(at('usr/share/cartridge-agent/agent.schema.json')), readFileSync(path.join(REPO, 'packaging/generated/agent.schema.json')));
+    assert.equal(mode(at('usr/share/cartridge-agent/agent.schema.json')), '644');
     for (const event of HOOK_EVENTS) {
       assert.ok(statSync(at(`etc/cartridge-agent/hooks/${event}.d`)).isDirectory(), `hooks/${event}.d`);
       assert.equal(mode(at(`etc/cartridge-agent/hooks/${event}.d`)), '755');

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { hasCommand, requireCommands, requireFile } from '../helpers/env';
@@ -40,7 +41,7 @@ describe('the .deb', () => {
     assert.equal(fields.out, `Package: cartridge-agent\nVersion: ${VERSION}\nArchitecture: all\nDepends: nodejs (>= 18), systemd, mount\n`);
   });
 
-  it("holds exactly bake.sh's file layout plus doc, man page and metadata, owned by root", (t) => {
+  it("holds exactly bake.sh's file layout plus doc, man pages, completion and metadata, owned by root", (t) => {
     if (!requireCommands(t, ...TOOLS) || !requireFile(t, bundleBuilt(), 'no dist/cartridge-agent.js: run npm run build')) return;
     const listing = run('dpkg-deb', ['-c', deb]).out.trim().split('\n');
     const entries = listing.map((l) => {
@@ -54,10 +55,13 @@ describe('the .deb', () => {
     t.after(stage.cleanup);
     assert.equal(runSh(BAKE, ['--stage', '--root', stage.dir]).code, 0);
     const baked = run('find', [stage.dir, '-type', 'f']).out.trim().split('\n').map((p) => p.slice(stage.dir.length)).sort();
-    assert.deepEqual(files.filter((f) => !f.startsWith('/usr/share/')), baked);
-    assert.deepEqual(files.filter((f) => f.startsWith('/usr/share/')), [
-      '/usr/share/doc/cartridge-agent/changelog.gz', '/usr/share/doc/cartridge-agent/copyright', '/usr/share/man/man1/cartridge-agent.1.gz',
-    ]);
+    const debOnly = [
+      '/usr/share/bash-completion/completions/cartridge-agent', '/usr/share/doc/cartridge-agent/changelog.gz', '/usr/share/doc/cartridge-agent/copyright',
+      '/usr/share/man/man1/cartridge-agent.1.gz', '/usr/share/man/man5/agent.json.5.gz',
+    ];
+    assert.deepEqual(files.filter((f) => !debOnly.includes(f)), baked);
+    assert.deepEqual(files.filter((f) => debOnly.includes(f)), debOnly);
+    assert.ok(baked.includes('/usr/share/cartridge-agent/agent.schema.json'), 'bake.sh installs the JSON Schema');
     for (const p of ['/lib/systemd/system/cartridge-agent.service', '/lib/systemd/system/cartridge-agent-firewall.service',
       '/lib/systemd/system/cartridge-agent-seed.service', '/usr/lib/cartridge-agent/cartridge-agent.js', '/usr/lib/cartridge-agent/mount-seeds.sh',
       '/usr/lib/cartridge-agent/firewall-restore.sh', '/usr/bin/cartridge-agent', '/etc/cartridge-agent/agent.json']) {
@@ -83,6 +87,18 @@ describe('the .deb', () => {
     assert.match(md5, /^[0-9a-f]{32} {2}usr\/lib\/cartridge-agent\/cartridge-agent\.js$/m);
     assert.match(readFileSync(path.join(control.dir, 'postinst'), 'utf8'), /deb-systemd-helper enable/);
     assert.match(readFileSync(path.join(control.dir, 'postinst'), 'utf8'), /^\tif ! cartridge-agent firewall baseline --write /m, 'postinst records the baseline for the early restore');
+  });
+
+  it('ships the generated man pages (gzipped, as Debian policy wants) and the completion as they are in packaging/generated', (t) => {
+    if (!requireCommands(t, ...TOOLS) || !requireFile(t, bundleBuilt(), 'no dist/cartridge-agent.js: run npm run build')) return;
+    const tree = tempDir('ca-deb-tree-');
+    t.after(tree.cleanup);
+    assert.equal(run('dpkg-deb', ['-x', deb, tree.dir]).code, 0);
+    const generated = (rel: string): string => readFileSync(path.join(REPO, 'packaging/generated', rel), 'utf8');
+    assert.equal(gunzipSync(readFileSync(path.join(tree.dir, 'usr/share/man/man1/cartridge-agent.1.gz'))).toString(), generated('man/cartridge-agent.1'));
+    assert.equal(gunzipSync(readFileSync(path.join(tree.dir, 'usr/share/man/man5/agent.json.5.gz'))).toString(), generated('man/agent.json.5'));
+    assert.equal(readFileSync(path.join(tree.dir, 'usr/share/bash-completion/completions/cartridge-agent'), 'utf8'), generated('completion/cartridge-agent'));
+    assert.equal(readFileSync(path.join(tree.dir, 'usr/share/cartridge-agent/agent.schema.json'), 'utf8'), generated('agent.schema.json'));
   });
 
   it('lintian reports no errors', (t) => {
