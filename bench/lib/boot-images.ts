@@ -22,7 +22,10 @@ export const KINDS: readonly ImageKind[] = ['bare', 'agent', 'cloud-init'];
 
 const CLOUD_INIT_IMAGE: CachedImage = {
   flavor: 'bench-cloudinit',
-  spec: { ...IMAGE_SPEC, include: [...IMAGE_SPEC.include, 'cloud-init'] },
+  // python3-cffi-backend: debootstrap's resolver does not follow virtual packages, and
+  // python3-cryptography (cloud-init → python3-oauthlib) depends on the virtual
+  // python3-cffi-backend-api-min/max it provides.
+  spec: { ...IMAGE_SPEC, include: [...IMAGE_SPEC.include, 'cloud-init', 'python3-cffi-backend'] },
   marker: 'usr/bin/cloud-init',
 };
 
@@ -69,10 +72,12 @@ ${content}runcmd:
 /**
  * cloud-init's image config, as an image baker sets it: only the NoCloud datasource (ds-identify
  * would otherwise probe for every cloud), no network configuration (the agent configures no
- * network either, and the container has no renderer for it).
+ * network either, and the container has no renderer for it), no locale (minbase has no locale
+ * set up: cc_locale would run locale-gen on the first boot, then fail the config stage).
  */
 const CLOUD_CFG = `datasource_list: [ NoCloud, None ]
 network: {config: disabled}
+locale: false
 `;
 
 /** No console login prompt in any image (the boot test does the same). */

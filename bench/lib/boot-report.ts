@@ -49,11 +49,12 @@ export const median = (xs: readonly number[]): number => {
 };
 
 /** A point in one agent boot: a unit timestamp, the first log line, or the first line whose msg matches. */
-type Point = 'firewall start' | 'firewall done' | 'unit start' | 'first log line' | 'READY=1' | RegExp;
+type Point = 'launch' | 'firewall start' | 'firewall done' | 'unit start' | 'first log line' | 'READY=1' | RegExp;
 
 function pointUs(s: BootSample, p: Point): number | undefined {
   const unit = s.units[AGENT_UNIT];
   const fw = s.units[FIREWALL_UNIT];
+  if (p === 'launch') return s.launch;
   if (p === 'firewall start') return fw?.start;
   if (p === 'firewall done') return fw?.active;
   if (p === 'unit start') return unit?.start;
@@ -69,6 +70,7 @@ function pointUs(s: BootSample, p: Point): number | undefined {
  * code changed) shows as not measured, never as 0.
  */
 export const AGENT_PHASES: ReadonlyArray<{ name: string; from: Point; to: Point }> = [
+  { name: 'launch → firewall unit start (container boot up to local-fs.target)', from: 'launch', to: 'firewall start' },
   { name: `${FIREWALL_UNIT} (start → done)`, from: 'firewall start', to: 'firewall done' },
   { name: `firewall unit done → ${AGENT_UNIT} start`, from: 'firewall done', to: 'unit start' },
   { name: 'agent unit start → first log line (node start, bundle, config)', from: 'unit start', to: 'first log line' },

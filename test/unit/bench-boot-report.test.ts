@@ -79,6 +79,7 @@ test('agent phases come from its log lines and unit timestamps; a line not logge
   const boot = agent(1, 1000, 120, 95);
   boot.log = boot.log.filter((l) => l.msg !== 'payload pointer found');
   const phases = new Map(agentPhases([boot]).map((p) => [p.name, p.median]));
+  assert.equal(phases.get('launch → firewall unit start (container boot up to local-fs.target)'), 700);
   assert.equal(phases.get(`${FIREWALL_UNIT} (start → done)`), 290);
   assert.equal(phases.get(`firewall unit done → ${AGENT_UNIT} start`), 10);
   assert.equal(phases.get('agent unit start → first log line (node start, bundle, config)'), 50);

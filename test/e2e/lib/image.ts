@@ -70,11 +70,16 @@ export function ensureImage(image: CachedImage, log: (line: string) => void = ()
   rmSync(tmp, { recursive: true, force: true });
   log(`building the ${flavor} image with debootstrap (cached afterwards in ${dir})`);
   const started = Date.now();
-  run(
-    'debootstrap',
-    [`--variant=${spec.variant}`, `--include=${spec.include.join(',')}`, spec.suite, tmp, spec.mirror],
-    'debootstrap',
-  );
+  try {
+    run(
+      'debootstrap',
+      [`--variant=${spec.variant}`, `--include=${spec.include.join(',')}`, spec.suite, tmp, spec.mirror],
+      'debootstrap',
+    );
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
   writeFileSync(path.join(tmp, '.cartridge-e2e-spec.json'), JSON.stringify(spec, null, 2));
   renameSync(tmp, dir);
   log(`image built in ${Math.round((Date.now() - started) / 1000)} s`);
