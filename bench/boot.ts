@@ -9,7 +9,8 @@
  * BENCH_BOOT_WARMUP (default 1) rounds that are not counted (page cache). Every boot is the
  * first boot of a fresh copy. Targets (docs/testing.md): agent unit start → READY=1 ≤ 120 ms
  * median; launch → variables in place, delta over bare, ≤ 1/5 of cloud-init's (stretch 1/10).
- * Exits 1 when a target is missed, 2 when it cannot run here. BENCH_KEEP=1 keeps the work dir.
+ * Exits 1 when a target is missed, 2 when it cannot run here, 3 when a boot went wrong (an
+ * image did not build, a unit failed, a file is missing or wrong). BENCH_KEEP=1 keeps the work dir.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -29,9 +30,14 @@ function fmt(x: number): string {
   return Number.isFinite(x) ? x.toFixed(0) : '—';
 }
 
-function printRows(title: string, rows: Row[], width = 62): void {
-  console.log(title);
-  for (const r of rows) console.log(`  ${r.name.padEnd(width)} ${fmt(r.median).padStart(6)}   [${r.runs.map(fmt).join(' ')}]`);
+const NAME_WIDTH = 70;
+
+function printRows(title: string, rows: Row[]): void {
+  console.log(`${title.padEnd(NAME_WIDTH + 3)}median   [per run]`);
+  for (const r of rows) {
+    const name = r.name.length > NAME_WIDTH ? `${r.name.slice(0, NAME_WIDTH - 1)}…` : r.name;
+    console.log(`  ${name.padEnd(NAME_WIDTH)} ${fmt(r.median).padStart(6)}   [${r.runs.map(fmt).join(' ')}]`);
+  }
 }
 
 /** The version of a package installed in an image root (its dpkg database). */
@@ -40,9 +46,9 @@ function packageVersion(root: string, pkg: string): string {
   return r.status === 0 ? r.stdout.trim() : 'not installed';
 }
 
-function machine(): string {
+function machine(loadAtStart: number[]): string {
   const osRelease = readFileSync('/etc/os-release', 'utf8').match(/^PRETTY_NAME="?([^"\n]*)/m)?.[1] ?? 'unknown OS';
-  return `${os.cpus().length} cores (${os.cpus()[0]?.model.trim() ?? 'unknown CPU'}), ${osRelease}, kernel ${os.release()}, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`;
+  return `${os.cpus().length} cores (${os.cpus()[0]?.model.trim() ?? 'unknown CPU'}), ${osRelease}, kernel ${os.release()}, load average ${loadAtStart.map((l) => l.toFixed(1)).join(' ')} at the start, ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end`;
 }
 
 async function main(): Promise<void> {
@@ -55,6 +61,7 @@ async function main(): Promise<void> {
     console.error(`bench/boot.ts cannot run here: ${missing.length > 0 ? `missing ${missing.join(', ')}` : `no ${BUNDLE} (npm run build)`}`);
     process.exit(2);
   }
+  const loadAtStart = os.loadavg();
   const workDir = mkdtempSync('/var/tmp/cartridge-bench-boot-');
   const samples: BootSample[] = [];
   try {
@@ -69,22 +76,22 @@ async function main(): Promise<void> {
         if (round >= 1) samples.push(sample);
       }
     }
-    report(samples, images, Date.now() - started);
+    report(samples, images, Date.now() - started, loadAtStart);
   } finally {
     if (process.env.BENCH_KEEP) console.log(`boot bench: work dir kept: ${workDir}`);
     else rmSync(workDir, { recursive: true, force: true });
   }
 }
 
-function report(samples: BootSample[], images: Record<ImageKind, string>, elapsedMs: number): void {
+function report(samples: BootSample[], images: Record<ImageKind, string>, elapsedMs: number, loadAtStart: number[]): void {
   console.log(`boot bench: Debian 12 containers under systemd-nspawn, ${RUNS} boots per image interleaved (bare, agent, cloud-init) after ${WARMUP} warm-up round(s), ${Math.round(elapsedMs / 1000)} s`);
-  console.log(`  machine: ${machine()}, ${new Date().toISOString().slice(0, 10)}`);
+  console.log(`  machine: ${machine(loadAtStart)}, ${new Date().toISOString().slice(0, 10)}`);
   console.log(`  images: systemd ${packageVersion(images.bare, 'systemd')}, nodejs ${packageVersion(images.agent, 'nodejs')}, cloud-init ${packageVersion(images['cloud-init'], 'cloud-init')}`);
   console.log('  both get the same 20 variables from a NoCloud seed (/var/lib/cloud/seed/nocloud): the agent as an inline dotenv payload (no controller),');
   console.log('  cloud-init as #cloud-config write_files; the agent also enforces its firewall (bake.sh default config). Every boot is a first boot.');
   const r = sideBySide(samples);
   console.log('');
-  printRows('launch → …, ms                                                  median   [per run]', r.launch);
+  printRows('launch → …, ms', r.launch);
   console.log('');
   console.log('delta over the bare boot (launch → multi-user.target) of the same round, ms');
   console.log(`  ${''.padEnd(36)} ${'agent'.padStart(8)} ${'cloud-init'.padStart(11)}  agent/cloud-init`);
@@ -94,11 +101,11 @@ function report(samples: BootSample[], images: Record<ImageKind, string>, elapse
   }
   const agentBoots = samples.filter((s) => s.kind === 'agent');
   console.log('');
-  printRows('agent phases (its journal and unit timestamps), ms                median   [per run]', agentPhases(agentBoots));
+  printRows('agent phases (its journal and unit timestamps), ms', agentPhases(agentBoots));
   console.log('');
-  printRows('agent log lines, ms after its unit start (first occurrence)       median   [per run]', agentTimeline(agentBoots));
+  printRows('agent log lines, ms after its unit start (first occurrence)', agentTimeline(agentBoots));
   console.log('');
-  printRows('cloud-init stages, ms                                             median   [per run]', cloudInitStages(samples.filter((s) => s.kind === 'cloud-init')));
+  printRows('cloud-init stages, ms', cloudInitStages(samples.filter((s) => s.kind === 'cloud-init')));
   console.log('');
   const outcomes = bootTargets(r);
   console.log('boot targets:');
@@ -108,5 +115,5 @@ function report(samples: BootSample[], images: Record<ImageKind, string>, elapse
 
 main().catch((err: unknown) => {
   console.error(err);
-  process.exitCode = 1;
+  process.exitCode = 3;
 });
