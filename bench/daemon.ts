@@ -27,6 +27,7 @@ import { startNotifyListener } from '../test/fixtures/systemd/notify-listener';
 import { hasCommand } from '../test/helpers/env';
 import { agentRuntimes } from '../test/helpers/runtimes';
 import { BUNDLE, makeImageRoot, startPayloadServer } from '../scripts/lib/fake-instance';
+import { cleanEnv } from './lib/clean-env';
 import { expandSpecifiers, parseUnitDeployment } from './lib/unit-file';
 
 const SECONDS = Number(process.env.BENCH_DAEMON_SECONDS ?? 60);
@@ -116,7 +117,7 @@ async function phase(node: string, deploy: Deployment, intervalSeconds: number):
   broker.broker.on('publish', (packet) => {
     if (packet.topic.endsWith('/health')) reports++;
   });
-  const env: NodeJS.ProcessEnv = { ...process.env, ...deploy.env };
+  const env = cleanEnv(deploy.env);
   if (notify) Object.assign(env, { NOTIFY_SOCKET: notify.socket, WATCHDOG_USEC: String(deploy.watchdogUsec) });
   const child: ChildProcess = spawn(node, [...deploy.flags, BUNDLE, 'run', '--root', image.root, '--log-level', 'warn'], {
     env,

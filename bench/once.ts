@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BUNDLE, makeImageRoot, runCommand, SAMPLE_PAYLOAD, startPayloadServer } from '../scripts/lib/fake-instance';
 import { agentRuntimes } from '../test/helpers/runtimes';
+import { cleanEnv } from './lib/clean-env';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 25);
 const TARGET_MS = 150;
@@ -36,7 +37,7 @@ interface Measured {
   rss: number[];
 }
 
-async function measure(command: string[], runs: number, env: NodeJS.ProcessEnv = process.env): Promise<Measured> {
+async function measure(command: string[], runs: number, env: NodeJS.ProcessEnv = cleanEnv()): Promise<Measured> {
   const walls: number[] = [];
   const rss: number[] = [];
   for (let i = 0; i < runs + 2; i++) {
@@ -58,8 +59,8 @@ async function bench(node: string, label: string): Promise<boolean> {
   const cacheDir = mkdtempSync(path.join(tmpdir(), 'cartridge-code-cache-'));
   let ok = true;
   try {
-    ok = (await benchOnce(node, `${label}, no code cache`, process.env)) && ok;
-    ok = (await benchOnce(node, `${label}, code cache`, { ...process.env, CARTRIDGE_AGENT_CODE_CACHE: path.join(cacheDir, 'cc') })) && ok;
+    ok = (await benchOnce(node, `${label}, no code cache`, cleanEnv())) && ok;
+    ok = (await benchOnce(node, `${label}, code cache`, cleanEnv({ CARTRIDGE_AGENT_CODE_CACHE: path.join(cacheDir, 'cc') }))) && ok;
   } finally {
     rmSync(cacheDir, { recursive: true, force: true });
   }

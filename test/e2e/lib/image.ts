@@ -21,7 +21,7 @@ export const IMAGE_SPEC = {
 /** Where cached image roots live (outside any checkout, so CI's clean clones share them). */
 export const CACHE_DIR = process.env.CARTRIDGE_E2E_CACHE ?? '/var/cache/cartridge-agent-e2e';
 
-export function imageKey(spec = IMAGE_SPEC): string {
+export function imageKey(spec: ImageSpec = IMAGE_SPEC): string {
   return createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 16);
 }
 
@@ -33,29 +33,59 @@ function run(cmd: string, args: string[], what: string): void {
   }
 }
 
-/**
- * The cached pristine root for IMAGE_SPEC, built when missing. Built into a temp dir and
- * renamed into place, so an interrupted build never leaves a half image under the key.
- */
+export interface ImageSpec {
+  suite: string;
+  variant: string;
+  mirror: string;
+  include: readonly string[];
+}
+
+export interface CachedImage {
+  /** Directory name prefix in CACHE_DIR; other images with this prefix are outdated. */
+  flavor: string;
+  spec: ImageSpec;
+  /** A file (in-image path, no leading /) whose presence says the image is complete. */
+  marker: string;
+}
+
+const BASE_IMAGE: CachedImage = { flavor: 'debian', spec: IMAGE_SPEC, marker: 'usr/bin/node' };
+
+/** The cached pristine root for IMAGE_SPEC, built when missing (see ensureImage). */
 export function ensureBaseImage(log: (line: string) => void = () => {}): string {
-  const dir = path.join(CACHE_DIR, `debian-${IMAGE_SPEC.suite}-${imageKey()}`);
-  if (existsSync(path.join(dir, 'usr/bin/node'))) return dir;
+  return ensureImage(BASE_IMAGE, log);
+}
+
+/**
+ * The cached root for `image`, built with debootstrap when missing. Built into a temp dir and
+ * renamed into place, so an interrupted build never leaves a half image under the key. Other
+ * images of the same flavor (older package lists) are removed.
+ */
+export function ensureImage(image: CachedImage, log: (line: string) => void = () => {}): string {
+  const { spec, flavor } = image;
+  const prefix = `${flavor}-${spec.suite}-`;
+  const dir = path.join(CACHE_DIR, `${prefix}${imageKey(spec)}`);
+  if (existsSync(path.join(dir, image.marker))) return dir;
   mkdirSync(CACHE_DIR, { recursive: true });
   const tmp = `${dir}.partial-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
-  log(`building the e2e image with debootstrap (cached afterwards in ${dir})`);
+  log(`building the ${flavor} image with debootstrap (cached afterwards in ${dir})`);
   const started = Date.now();
-  run(
-    'debootstrap',
-    [`--variant=${IMAGE_SPEC.variant}`, `--include=${IMAGE_SPEC.include.join(',')}`, IMAGE_SPEC.suite, tmp, IMAGE_SPEC.mirror],
-    'debootstrap',
-  );
-  writeFileSync(path.join(tmp, '.cartridge-e2e-spec.json'), JSON.stringify(IMAGE_SPEC, null, 2));
+  try {
+    run(
+      'debootstrap',
+      [`--variant=${spec.variant}`, `--include=${spec.include.join(',')}`, spec.suite, tmp, spec.mirror],
+      'debootstrap',
+    );
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+  writeFileSync(path.join(tmp, '.cartridge-e2e-spec.json'), JSON.stringify(spec, null, 2));
   renameSync(tmp, dir);
   log(`image built in ${Math.round((Date.now() - started) / 1000)} s`);
   // Images for older package lists are never used again: do not let them pile up.
   for (const name of readdirSync(CACHE_DIR)) {
-    if (name.startsWith('debian-') && path.join(CACHE_DIR, name) !== dir) {
+    if (name.startsWith(prefix) && path.join(CACHE_DIR, name) !== dir) {
       log(`removing the outdated image ${name}`);
       rmSync(path.join(CACHE_DIR, name), { recursive: true, force: true });
     }

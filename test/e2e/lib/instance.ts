@@ -42,13 +42,25 @@ ExecStart=/usr/bin/node /opt/e2e-app/app.js
 WantedBy=multi-user.target
 `;
 
+/**
+ * Bake the agent into the image root `root` with agent/bootstrap/bake.sh: with `config` as its
+ * agent.json (written to `workDir` first), or bake.sh's default config when null.
+ */
+export function bakeAgent(root: string, config: Record<string, unknown> | null, workDir: string): void {
+  const args = ['--root', root, '--bundle', BUNDLE];
+  if (config !== null) {
+    const configFile = path.join(workDir, `agent-${path.basename(root)}.json`);
+    writeFileSync(configFile, JSON.stringify(config, null, 2));
+    args.push('--config', configFile);
+  }
+  const bake = runSh(BAKE, args);
+  if (bake.code !== 0) throw new Error(`bake.sh failed (exit ${bake.code}):\n${bake.out}${bake.err}`);
+}
+
 /** Copy the base image to `root`, bake the agent in with `config`, add the app unit. */
 export function prepareInstance(base: string, root: string, config: Record<string, unknown>, workDir: string): void {
   copyImage(base, root);
-  const configFile = path.join(workDir, `agent-${path.basename(root)}.json`);
-  writeFileSync(configFile, JSON.stringify(config, null, 2));
-  const bake = runSh(BAKE, ['--root', root, '--bundle', BUNDLE, '--config', configFile]);
-  if (bake.code !== 0) throw new Error(`bake.sh failed (exit ${bake.code}):\n${bake.out}${bake.err}`);
+  bakeAgent(root, config, workDir);
 
   writeIn(root, '/opt/e2e-app/app.js', APP_JS);
   writeIn(root, `/etc/systemd/system/${APP_UNIT}`, APP_UNIT_TEXT);
