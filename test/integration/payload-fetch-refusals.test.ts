@@ -17,7 +17,7 @@ import { ControllerKeys } from '../../controller-stub/src/keys';
 import { MemberStore } from '../../controller-stub/src/members';
 import { issueToken } from '../../controller-stub/src/tokens';
 import { captureLog } from '../fixtures/payload/log-capture';
-import { startServer, type Handler, type TestServer } from '../helpers/http-server';
+import { serverPool } from '../helpers/http-server';
 
 const PAYLOAD = Buffer.from('SERVICE_NAME=php,PORTS=80|443\n');
 const base: FetchPayloadOptions = {
@@ -30,15 +30,9 @@ const base: FetchPayloadOptions = {
   log: silentLogger(),
 };
 
-const servers: TestServer[] = [];
-after(async () => {
-  await Promise.all(servers.map((s) => s.close()));
-});
-async function serve(handler: Handler): Promise<TestServer> {
-  const s = await startServer(handler);
-  servers.push(s);
-  return s;
-}
+const pool = serverPool();
+after(() => pool.closeAll());
+const serve = pool.serve;
 
 async function fetchError(p: Promise<unknown>): Promise<FetchError> {
   const err = await p.then(

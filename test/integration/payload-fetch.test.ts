@@ -12,7 +12,7 @@ import { silentLogger } from '../../agent/src/log';
 import { fetchPayload, type FetchPayloadOptions } from '../../agent/src/payload/fetch';
 import { pointerUrlDigest } from '../../agent/src/payload/credential';
 import { INSTANCE_CREDENTIAL_HEADER, INSTANCE_ID_HEADER, PAYLOAD_SIGNATURE_HEADER, REFUSAL_HEADER } from '../../agent/src/protocol/payload-http';
-import { startServer, type Handler, type TestServer } from '../helpers/http-server';
+import { serverPool, type Handler } from '../helpers/http-server';
 import { closedPort } from '../helpers/net';
 import { captureLog } from '../fixtures/payload/log-capture';
 
@@ -28,15 +28,9 @@ const base: FetchPayloadOptions = {
   log: silentLogger(),
 };
 
-const servers: TestServer[] = [];
-after(async () => {
-  await Promise.all(servers.map((s) => s.close()));
-});
-async function serve(handler: Handler): Promise<TestServer> {
-  const s = await startServer(handler);
-  servers.push(s);
-  return s;
-}
+const pool = serverPool();
+after(() => pool.closeAll());
+const serve = pool.serve;
 
 const ok: Handler = (_req, res) => {
   res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': PAYLOAD.length });
