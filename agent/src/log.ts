@@ -1,9 +1,9 @@
 import pino, { type Logger } from 'pino';
+import type { LogLevel } from './log-levels';
 import { redactDeep, redactUrl } from './redact';
 
 export type { Logger };
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+export { LOG_LEVELS, type LogLevel } from './log-levels';
 
 /**
  * JSON lines to a file descriptor (stderr by default, so command output on stdout stays clean;

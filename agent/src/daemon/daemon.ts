@@ -10,7 +10,8 @@ import type { AgentConfig } from '../config';
 import { buildPolicy } from '../firewall/allowlist';
 import { createFirewallKeeper, type FirewallKeeper } from '../firewall';
 import type { FirewallState } from '../firewall/types';
-import { allowPredicateFromPolicy, createHealthReporter, type AllowPredicate, type HealthReporter } from '../health';
+import type { HealthReporter } from '../health/reporter';
+import { allowPredicateFromPolicy, type AllowPredicate } from '../health/metrics';
 import { bootOnce, lockRoot, type BootResult } from '../boot';
 import type { RunLock } from '../io/run-lock';
 import { HookRunner, type HookEvent } from '../lifecycle/hooks';
@@ -99,6 +100,9 @@ export class Daemon {
       this.watchdog = createWatchdog(this.notifier, log);
       this.watchdog?.start();
       this.tick = setInterval(() => this.onTick(), TICK_MS);
+      // Only now the MQTT stack is loaded (docs/daemon.md "Start-up"): a broker is state to
+      // report, never something READY=1 waits for.
+      await this.connectHealth(this.current);
       void this.lifecycleEvents(this.current);
 
       await new Promise<void>((resolve) => {
@@ -133,32 +137,10 @@ export class Daemon {
     };
   }
 
-  /**
-   * Build the generation for a config + boot result. The broker connection (and its session)
-   * is kept when `reuse` has the same broker settings; otherwise a new reporter is started.
-   */
+  /** Build the generation for a config + boot result: policy and firewall keeper (health: connectHealth). */
   private async startGeneration(config: AgentConfig, boot: BootResult, reuse?: Generation): Promise<Generation> {
-    const { paths, log, version } = this.deps;
+    const { paths, log } = this.deps;
     const allowed = allowPredicateFromPolicy(buildPolicy(boot.payload.vars, config.firewall));
-    const key = brokerKey(config, boot.payload.vars);
-    let reporter: HealthReporter | null;
-    if (reuse && reuse.brokerKey === key) {
-      reporter = reuse.reporter;
-    } else {
-      await reuse?.reporter?.stop({ timeoutMs: STOP_BUDGET_MS / 2 });
-      const created = createHealthReporter({
-        config,
-        paths,
-        vars: boot.payload.vars,
-        instanceId: boot.discovery.instanceId,
-        agentVersion: version,
-        log,
-        context: () => this.healthContext(),
-      });
-      if (!created) log.warn('health: no broker configured (health.brokerUrls) and none in the payload (MB_URLS, MB_IP): health reporting is off');
-      created?.reporter.start();
-      reporter = created?.reporter ?? null;
-    }
     reuse?.keeper?.stop();
     const keeper = await createFirewallKeeper({
       config,
@@ -170,7 +152,33 @@ export class Daemon {
       },
     });
     keeper?.start();
-    return { config, boot, allowed, reporter, brokerKey: key, keeper, readiness: new AbortController() };
+    return { config, boot, allowed, reporter: null, brokerKey: brokerKey(config, boot.payload.vars), keeper, readiness: new AbortController() };
+  }
+
+  /**
+   * The generation's health reporter. The broker connection (and its session) is kept when
+   * `reuse` has the same broker settings; otherwise a new reporter is started.
+   */
+  private async connectHealth(gen: Generation, reuse?: Generation): Promise<void> {
+    const { paths, log, version } = this.deps;
+    if (reuse && reuse.brokerKey === gen.brokerKey) {
+      gen.reporter = reuse.reporter;
+      return;
+    }
+    await reuse?.reporter?.stop({ timeoutMs: STOP_BUDGET_MS / 2 });
+    const { createHealthReporter } = await import('../health/create');
+    const created = createHealthReporter({
+      config: gen.config,
+      paths,
+      vars: gen.boot.payload.vars,
+      instanceId: gen.boot.discovery.instanceId,
+      agentVersion: version,
+      log,
+      context: () => this.healthContext(),
+    });
+    if (!created) log.warn('health: no broker configured (health.brokerUrls) and none in the payload (MB_URLS, MB_IP): health reporting is off');
+    created?.reporter.start();
+    gen.reporter = created?.reporter ?? null;
   }
 
   /** started → (app ports answer) activated, or a fault; hooks for each. */
@@ -233,6 +241,7 @@ export class Daemon {
     this.hooks = HookRunner.fromConfig(config, paths, log);
     old.readiness.abort();
     this.current = await this.startGeneration(config, boot, old);
+    await this.connectHealth(this.current, old);
     this.setActivity(this.describeReady(boot));
     void this.lifecycleEvents(this.current);
   }
