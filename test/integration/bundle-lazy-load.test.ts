@@ -104,7 +104,7 @@ test('once with a fetched payload: the HTTP stack, not the MQTT stack', async ()
   assertNone(r.libs, MQTT_STACK, 'once');
 });
 
-test('run evaluates the MQTT stack only after it has sent READY=1', async (t) => {
+test('run evaluates the MQTT stack only after it has sent READY=1, which carries its STATUS= in one run', async (t) => {
   if (!requireCommands(t, 'python3', 'systemd-notify')) return;
   const brokerPort = await freePort(); // nothing listens: the reporter is created, and keeps retrying
   const server = await startPayloadServer(`SERVICE_NAME=php,MEMBER_ID=php.member-1,MB_URLS=tcp://127.0.0.1:${brokerPort}`);
@@ -139,5 +139,9 @@ test('run evaluates the MQTT stack only after it has sent READY=1', async (t) =>
   const firstMqtt = lines.findIndex((l) => /^module node_modules\/(mqtt|mqtt-packet|readable-stream)\//.test(l));
   assert.ok(ready >= 0, `run never sent READY=1: ${lines.filter((l) => l.startsWith('exec')).join('; ')}`);
   assert.ok(firstMqtt > ready, `the MQTT stack was evaluated before READY=1 was sent (${lines[firstMqtt]} at line ${firstMqtt}, READY=1 at ${ready})`);
-  assert.ok(listener.messages.some((m) => m.msg.includes('READY=1')), 'systemd never got READY=1');
+  // READY=1 goes out with its STATUS= in one systemd-notify run, which is not repeated alone.
+  const readyMsg = listener.messages.find((m) => m.msg.includes('READY=1'));
+  const readyStatus = readyMsg?.msg.split('\n').find((a) => a.startsWith('STATUS=ready'));
+  assert.ok(readyStatus, `READY=1 without its STATUS=: ${JSON.stringify(readyMsg)}`);
+  assert.ok(!listener.messages.some((m) => m.msg === readyStatus), `the STATUS= of READY=1 was sent again on its own: ${readyStatus}`);
 });

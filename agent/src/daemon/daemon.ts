@@ -69,8 +69,12 @@ export class Daemon {
   /** Resolves with the exit code once stopped (SIGTERM/SIGINT) or the boot work failed. */
   async run(): Promise<number> {
     const { log } = this.deps;
-    // Fails loudly when systemd asked for a watchdog we cannot feed.
-    await this.notifier.verify('starting');
+    // Fails loudly when systemd asked for a watchdog we cannot feed: what is visibly wrong at
+    // once; whether a notification really goes through is checked beside the boot work (a
+    // child process the boot need not wait for) and settled before READY=1.
+    this.notifier.check();
+    const verified = this.notifier.verify('starting');
+    verified.catch(() => this.stopRequested.abort(new Error('systemd notifications cannot work')));
     const onStop = () => this.stopRequested.abort(new Error('stop requested'));
     const onHup = () => {
       this.reloading = this.reloading.then(() => this.reload());
@@ -92,11 +96,13 @@ export class Daemon {
         say: (text) => this.setActivity(text),
         drain: () => this.notifier.drain(),
       });
+      await verified; // throws the NotifyError, if any
       if (!boot) return 0; // stopped while retrying
       this.firewallState = boot.firewall;
       this.current = await this.startGeneration(config, boot);
-      await this.notifier.ready(this.describeReady(boot));
-      this.setActivity(this.describeReady(boot));
+      // READY=1 takes the latest STATUS= along (one systemd-notify run); nothing waits for it.
+      void this.notifier.ready(this.describeReady(boot));
+      this.setActivity(this.describeReady(boot), false);
       this.watchdog = createWatchdog(this.notifier, log);
       this.watchdog?.start();
       this.tick = setInterval(() => this.onTick(), TICK_MS);
@@ -111,6 +117,9 @@ export class Daemon {
       });
       await this.shutdown();
       return 0;
+    } catch (err) {
+      await verified; // a failed start check stopped the boot work: it is the error to report
+      throw err;
     } finally {
       process.off('SIGTERM', onStop);
       process.off('SIGINT', onStop);
@@ -272,9 +281,9 @@ export class Daemon {
     this.writeStatusSoon(false);
   }
 
-  private setActivity(text: string): void {
+  private setActivity(text: string, notify = true): void {
     this.activity = text;
-    void this.notifier.status(text);
+    if (notify) void this.notifier.status(text);
     this.writeStatusSoon(true);
   }
 
