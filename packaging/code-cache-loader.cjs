@@ -31,8 +31,25 @@ function unsafe(stat, what) {
   return null;
 }
 
+/**
+ * V8 rejects a cache made under other V8 flags (its flag hash: --jitless, heap sizes …), so
+ * the flags are part of the name: a unit with --jitless and a shell without it each keep their
+ * own file instead of rewriting one on every start. FNV-1a: a name, not a secret.
+ */
+function flagsKey() {
+  const text = JSON.stringify([process.execArgv, process.env.NODE_OPTIONS || '']);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, '0');
+}
+
+const CACHE_PREFIX = 'code-';
+function cacheName() {
+  return `${CACHE_PREFIX}${AGENT_CODE_ID}-node${process.version}-${process.arch}-flags${flagsKey()}.bin`;
+}
+
 function openCache(dir) {
-  const file = path.join(dir, `code-${AGENT_CODE_ID}-node${process.version}-${process.arch}.bin`);
+  const file = path.join(dir, cacheName());
   let dirStat;
   try {
     dirStat = fs.statSync(dir);
@@ -75,6 +92,20 @@ function saveCache(file, script) {
       // nothing to clean up
     }
     warn(`cannot write ${file}: ${err.message}`);
+    return;
+  }
+  pruneOtherBuilds(path.dirname(file));
+}
+
+/** Caches of other agent builds are never used again (their code id differs): remove them. */
+function pruneOtherBuilds(dir) {
+  const mine = `${CACHE_PREFIX}${AGENT_CODE_ID}-`;
+  try {
+    for (const name of fs.readdirSync(dir)) {
+      if (name.startsWith(CACHE_PREFIX) && name.endsWith('.bin') && !name.startsWith(mine)) fs.unlinkSync(path.join(dir, name));
+    }
+  } catch (err) {
+    warn(`cannot remove old caches in ${dir}: ${err.message}`);
   }
 }
 
