@@ -1,20 +1,28 @@
 /**
- * `npm run bench`: `cartridge-agent once` from the bundle against a local payload server.
- * Reports median and p90 wall time (including Node's start) and peak RSS over repeated runs,
- * against the targets: < 150 ms wall, < 60 MB RSS — on each runtime, without and with the
- * code cache (CARTRIDGE_AGENT_CODE_CACHE, as the systemd unit runs the agent), beside the
- * runtime's own start-up time (`node -e 0`) for scale.
+ * `npm run bench`: `cartridge-agent once` from the bundle against a local payload server, as
+ * the unit runs it (its ExecStart= node flags, a clean environment), beside `node -e 0` with
+ * the same flags on the same Node, in paired runs (A B A B …). Target (issue 13): the median
+ * of `once` with the code cache ≤ 2× the median of `node -e 0` (stretch 1.5×), on each
+ * runtime; peak RSS < 60 MB. Without the code cache (a first boot whose cache bake.sh could
+ * not fill) and from a startup snapshot (not yet what the unit runs) it is reported, not judged.
+ *
+ * The environment is clean (PATH only): the caller's NODE_EXTRA_CA_CERTS (set on these
+ * machines, a 220 KB bundle) alone adds ~90 ms to every Node start, and the unit sets none.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BUNDLE, makeImageRoot, runCommand, SAMPLE_PAYLOAD, startPayloadServer } from '../scripts/lib/fake-instance';
 import { agentRuntimes } from '../test/helpers/runtimes';
-import { cleanEnv } from './lib/clean-env';
+import { parseUnitDeployment } from './lib/unit-file';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 25);
-const TARGET_MS = 150;
+const TARGET_RATIO = 2;
+const STRETCH_RATIO = 1.5;
 const TARGET_RSS_MB = 60;
+const UNIT_FILE = 'packaging/systemd/cartridge-agent.service';
+const FLAGS = parseUnitDeployment(readFileSync(UNIT_FILE, 'utf8'), UNIT_FILE).nodeFlags;
+const CLEAN_ENV = { PATH: '/usr/bin:/bin' };
 
 // python3 measures the child precisely: wall time around the exec, and ru_maxrss of the
 // child alone (Node cannot read a child's rusage).
@@ -28,62 +36,69 @@ print(f"{r.returncode} {wall:.2f} {rss:.1f}")
 sys.stderr.write(r.stderr.decode())
 `;
 
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
-interface Measured {
-  walls: number[];
-  rss: number[];
+async function once(command: string[], env: NodeJS.ProcessEnv): Promise<{ wall: number; rss: number }> {
+  const r = await runCommand('python3', ['-c', MEASURE, ...command], 30_000, env);
+  const [code, wall, rss] = r.out.trim().split(' ').map(Number);
+  if (code !== 0) throw new Error(`${command.join(' ')} failed (exit ${code}): ${r.err}`);
+  return { wall: wall as number, rss: rss as number };
 }
 
-async function measure(command: string[], runs: number, env: NodeJS.ProcessEnv = cleanEnv()): Promise<Measured> {
+/** Interleaved: baseline, agent, baseline, agent … (the first two rounds warm the page and code caches). */
+async function paired(baseline: string[], agent: string[], env: NodeJS.ProcessEnv) {
+  const base: number[] = [];
   const walls: number[] = [];
   const rss: number[] = [];
-  for (let i = 0; i < runs + 2; i++) {
-    const r = await runCommand('python3', ['-c', MEASURE, ...command], 30_000, env);
-    const [code, wall, maxRss] = r.out.trim().split(' ').map(Number);
-    if (code !== 0) throw new Error(`${command.join(' ')} failed (exit ${code}): ${r.err}`);
-    if (i < 2) continue; // warm the page cache (and the code cache) first
-    walls.push(wall as number);
-    rss.push(maxRss as number);
+  for (let i = 0; i < RUNS + 2; i++) {
+    const b = await once(baseline, CLEAN_ENV);
+    const a = await once(agent, env);
+    if (i < 2) continue;
+    base.push(b.wall);
+    walls.push(a.wall);
+    rss.push(a.rss);
   }
-  walls.sort((a, b) => a - b);
-  rss.sort((a, b) => a - b);
-  return { walls, rss };
+  return { base: median(base), wall: median(walls), p90: [...walls].sort((x, y) => x - y)[Math.floor(0.9 * walls.length)] ?? NaN, peakRss: Math.max(...rss) };
 }
 
 async function bench(node: string, label: string): Promise<boolean> {
-  const baseline = await measure([node, '-e', '0'], 9);
-  console.log(`${label}: node -e 0 alone takes ${quantile(baseline.walls, 0.5).toFixed(1)} ms, ${quantile(baseline.rss, 0.5).toFixed(1)} MB`);
-  const cacheDir = mkdtempSync(path.join(tmpdir(), 'cartridge-code-cache-'));
-  let ok = true;
-  try {
-    ok = (await benchOnce(node, `${label}, no code cache`, cleanEnv())) && ok;
-    ok = (await benchOnce(node, `${label}, code cache`, cleanEnv({ CARTRIDGE_AGENT_CODE_CACHE: path.join(cacheDir, 'cc') }))) && ok;
-  } finally {
-    rmSync(cacheDir, { recursive: true, force: true });
-  }
-  return ok;
-}
-
-async function benchOnce(node: string, label: string, env: NodeJS.ProcessEnv): Promise<boolean> {
   const server = await startPayloadServer(SAMPLE_PAYLOAD);
   const image = makeImageRoot(server.url);
-  let walls: number[];
-  let rss: number[];
+  const cacheDir = mkdtempSync(path.join(tmpdir(), 'cartridge-code-cache-'));
+  const args = ['once', '--root', image.root, '--log-level', 'warn'];
+  const blob = path.join(cacheDir, 'agent.blob');
+  const baseline = [node, ...FLAGS, '-e', '0'];
+  let ok = true;
   try {
-    ({ walls, rss } = await measure([node, BUNDLE, 'once', '--root', image.root, '--log-level', 'warn'], RUNS, env));
+    console.log(`${label}: node ${FLAGS.join(' ')} (ExecStart= of ${UNIT_FILE}), clean environment, ${RUNS} paired runs`);
+    const built = await runCommand(node, [...FLAGS, '--snapshot-blob', blob, '--build-snapshot', BUNDLE], 120_000, CLEAN_ENV);
+    if (built.code !== 0) throw new Error(`building the startup snapshot failed: ${built.err}`);
+    const withCache = { ...CLEAN_ENV, CARTRIDGE_AGENT_CODE_CACHE: path.join(cacheDir, 'cc') };
+    for (const [what, agent, env, judged] of [
+      ['no code cache', [node, ...FLAGS, BUNDLE, ...args], CLEAN_ENV, false],
+      ['code cache', [node, ...FLAGS, BUNDLE, ...args], withCache, true],
+      // Not what the unit runs yet (docs/packaging.md, "Startup snapshot"): shown for scale.
+      ['startup snapshot + code cache', [node, ...FLAGS, '--snapshot-blob', blob, ...args], withCache, false],
+    ] as const) {
+      const m = await paired(baseline, [...agent], env);
+      const ratio = m.wall / m.base;
+      const ratioOk = ratio <= TARGET_RATIO;
+      const rssOk = m.peakRss < TARGET_RSS_MB;
+      const verdict = !judged ? '(not judged)' : ratioOk ? (ratio <= STRETCH_RATIO ? 'OK (stretch met)' : 'OK') : 'MISSED';
+      console.log(`  once, ${what}: median ${m.wall.toFixed(1)} ms (p90 ${m.p90.toFixed(1)}) vs node -e 0 ${m.base.toFixed(1)} ms: ${ratio.toFixed(2)}x, target <= ${TARGET_RATIO}x ${verdict}`);
+      console.log(`    peak rss ${m.peakRss.toFixed(1)} MB, target < ${TARGET_RSS_MB} MB ${rssOk ? 'OK' : 'MISSED'}`);
+      if (judged) ok = ok && ratioOk;
+      ok = ok && rssOk;
+    }
   } finally {
     await server.close();
     image.remove();
+    rmSync(cacheDir, { recursive: true, force: true });
   }
-  const median = quantile(walls, 0.5);
-  const peak = rss[rss.length - 1] as number;
-  console.log(`  once (bundle, local payload server), ${RUNS} runs, ${label}`);
-  console.log(`    wall   median ${median.toFixed(1)} ms   p90 ${quantile(walls, 0.9).toFixed(1)} ms   min ${walls[0]?.toFixed(1)} ms   target < ${TARGET_MS} ms  ${median < TARGET_MS ? 'OK' : 'MISSED'}`);
-  console.log(`    rss    median ${quantile(rss, 0.5).toFixed(1)} MB   peak ${peak.toFixed(1)} MB   target < ${TARGET_RSS_MB} MB  ${peak < TARGET_RSS_MB ? 'OK' : 'MISSED'}`);
-  return median < TARGET_MS && peak < TARGET_RSS_MB;
+  return ok;
 }
 
 async function main(): Promise<void> {

@@ -50,8 +50,12 @@ const result = await build({
   platform: 'node',
   format: 'cjs',
   target: 'node18',
-  // Startup time is a target (npm run bench): minified code parses faster.
-  minify: process.env.NO_MINIFY ? false : true,
+  // Startup time is a target (npm run bench): minified code parses faster. Identifiers are
+  // kept: then esbuild names each lazily evaluated module by its path (`__esm({"agent/src/…"`,
+  // `__commonJS({"node_modules/mqtt/…"`), which stack traces, CPU profiles and the load test
+  // (test/integration/bundle-lazy-load.test.ts) read; it costs ~275 KB of source and, with the
+  // code cache, no measurable start time (docs/daemon.md "Start-up").
+  ...(process.env.NO_MINIFY ? {} : { minifyWhitespace: true, minifySyntax: true }),
   keepNames: true,
   // axios pulls in form-data (and its 200 KB mime-db) for multipart uploads, which the agent
   // never sends; a stub that throws keeps ~12 ms and ~1 MB off every start.

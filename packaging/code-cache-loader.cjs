@@ -14,7 +14,6 @@
 'use strict';
 const fs = require('fs');
 const path = require('path');
-const vm = require('vm');
 
 const AGENT_CODE = '@@AGENT_CODE@@';
 const AGENT_CODE_ID = '@@AGENT_CODE_ID@@';
@@ -31,8 +30,27 @@ function unsafe(stat, what) {
   return null;
 }
 
+/**
+ * V8 rejects a cache made under other V8 flags (its flag hash: --jitless, heap sizes …), so
+ * the flags are part of the name: a unit with --jitless and a shell without it each keep their
+ * own file instead of rewriting one on every start. FNV-1a: a name, not a secret.
+ */
+function flagsKey() {
+  // --snapshot-blob F names Node's start-up state, not a V8 flag: the same cache serves both.
+  const flags = process.execArgv.filter((a, i, all) => !a.startsWith('--snapshot-blob') && all[i - 1] !== '--snapshot-blob');
+  const text = JSON.stringify([flags, process.env.NODE_OPTIONS || '']);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, '0');
+}
+
+const CACHE_PREFIX = 'code-';
+function cacheName() {
+  return `${CACHE_PREFIX}${AGENT_CODE_ID}-node${process.version}-${process.arch}-flags${flagsKey()}.bin`;
+}
+
 function openCache(dir) {
-  const file = path.join(dir, `code-${AGENT_CODE_ID}-node${process.version}-${process.arch}.bin`);
+  const file = path.join(dir, cacheName());
   let dirStat;
   try {
     dirStat = fs.statSync(dir);
@@ -75,26 +93,77 @@ function saveCache(file, script) {
       // nothing to clean up
     }
     warn(`cannot write ${file}: ${err.message}`);
+    return;
+  }
+  pruneOtherBuilds(path.dirname(file));
+}
+
+/** Caches of other agent builds are never used again (their code id differs): remove them. */
+function pruneOtherBuilds(dir) {
+  const mine = `${CACHE_PREFIX}${AGENT_CODE_ID}-`;
+  try {
+    for (const name of fs.readdirSync(dir)) {
+      if (name.startsWith(CACHE_PREFIX) && name.endsWith('.bin') && !name.startsWith(mine)) fs.unlinkSync(path.join(dir, name));
+    }
+  } catch (err) {
+    warn(`cannot remove old caches in ${dir}: ${err.message}`);
   }
 }
 
-const dir = process.env.CARTRIDGE_AGENT_CODE_CACHE;
-const cache = dir ? openCache(path.resolve(dir)) : null;
-if (cache && cache.problem) warn(`${cache.problem}; running without it`);
+/** Compile the agent (with the cache when there is one) and run it from the next tick. */
+function start(req, mod, filename) {
+  const vm = req('vm');
+  const dir = process.env.CARTRIDGE_AGENT_CODE_CACHE;
+  const cache = dir ? openCache(path.resolve(dir)) : null;
+  if (cache && cache.problem) warn(`${cache.problem}; running without it`);
 
-// AGENT_CODE is wrapped at build time, so the script's source is the string literal itself:
-// V8 keeps a script's source for as long as the daemon runs (lazy compilation), and
-// Module.wrap() here would keep a second 550 KB copy.
-const script = new vm.Script(AGENT_CODE, {
-  filename: __filename,
-  cachedData: cache && !cache.problem ? cache.data : undefined,
-});
-if (cache && !cache.problem && (!cache.data || script.cachedDataRejected)) {
-  // Written at exit, so the cache also holds the functions this run compiled lazily.
-  process.once('exit', () => saveCache(cache.file, script));
+  // AGENT_CODE is wrapped at build time, so the script's source is the string literal itself:
+  // V8 keeps a script's source for as long as the daemon runs (lazy compilation), and
+  // Module.wrap() here would keep a second 550 KB copy.
+  const script = new vm.Script(AGENT_CODE, {
+    filename,
+    cachedData: cache && !cache.problem ? cache.data : undefined,
+  });
+  if (cache && !cache.problem && (!cache.data || script.cachedDataRejected)) {
+    // Written at exit, so the cache also holds the functions this run compiled lazily.
+    process.once('exit', () => saveCache(cache.file, script));
+  }
+  // Run the agent from the next tick, not from inside this file's code: libraries that build
+  // Error objects while loading (follow-redirects' error classes) keep their stack frames, and
+  // a frame of this file would keep its whole source and the literal above alive next to the
+  // agent's own copy (~1.1 MB for as long as the daemon runs).
+  process.nextTick(script.runInThisContext(), mod.exports, req, mod, filename, path.dirname(filename));
 }
-// Run the agent from the next tick, not from inside this file's top-level code: libraries
-// that build Error objects while loading (follow-redirects' error classes) keep their stack
-// frames, and a frame of this function would keep this whole file's source and the literal
-// above alive next to the agent's own copy (~1.1 MB for as long as the daemon runs).
-process.nextTick(script.runInThisContext(), exports, require, module, __filename, __dirname);
+
+/**
+ * Under `node --snapshot-blob F --build-snapshot <this file>` (a V8 startup snapshot: Node's
+ * own start-up, this file already evaluated; docs/packaging.md): nothing of the agent runs
+ * while the snapshot is built — http, tls and (on Node 18) child_process cannot be loaded
+ * then — `node --snapshot-blob F ARGS…` runs it as `node <this file> ARGS…` would.
+ */
+function startFromSnapshot(snapshotRequire) {
+  const filename = __filename;
+  process.argv.splice(1, 0, filename);
+  // Node 18's snapshot `require` warns about every built-in it was not verified with, even
+  // when first loaded after the snapshot was deserialized (no state to get out of sync then).
+  const emitWarning = process.emitWarning;
+  const req = (id) => {
+    process.emitWarning = (w, ...rest) => {
+      if (!/(not yet supported|not yet fully verified) .*user snapshot/.test(String(w && w.message ? w.message : w))) emitWarning.call(process, w, ...rest);
+    };
+    try {
+      return snapshotRequire(id);
+    } finally {
+      process.emitWarning = emitWarning;
+    }
+  };
+  const mod = { exports: {}, id: '.', filename, loaded: false, children: [], paths: [] };
+  start(req, mod, filename);
+}
+
+if (process.execArgv.includes('--build-snapshot')) {
+  const snapshotRequire = require;
+  require('v8').startupSnapshot.setDeserializeMainFunction(() => startFromSnapshot(snapshotRequire));
+} else {
+  start(require, module, __filename);
+}

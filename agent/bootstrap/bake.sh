@@ -274,6 +274,84 @@ done
 # The agent writes its sh export here; its sandbox cannot create the directory itself.
 $stage || mkdir_in /etc/profile.d 0755
 
+# ==== code cache: V8's compiled agent, ready for the first boot (docs/packaging.md) ==========
+# The unit runs the agent with CARTRIDGE_AGENT_CODE_CACHE=/var/cache/cartridge-agent; the
+# loader (packaging/code-cache-loader.cjs) keys the cache by agent build, Node version and
+# node flags, and trusts it only when root's and not group/other-writable. So it is filled
+# here by the image's own /usr/bin/node with the unit's own ExecStart= flags, as root: one
+# warm-up `once` against a throwaway root whose payload is inline in a NoCloud seed (no
+# network; with --root the firewall is only planned). The image's node runs directly with
+# --root /, through chroot otherwise; where neither works the first boot fills the cache.
+CACHE_DIR=/var/cache/cartridge-agent
+# ExecStart=/usr/bin/node FLAGS… /usr/lib/cartridge-agent/cartridge-agent.js run
+unit_node_flags() {
+  sed -n "s#^ExecStart=/usr/bin/node \(.*\) $LIB_DIR/cartridge-agent.js run\$#\1#p" "$units_src/cartridge-agent.service"
+}
+# image_node ARGS…: the image's /usr/bin/node in a clean environment (the unit's: no
+# NODE_OPTIONS, no NODE_EXTRA_CA_CERTS), with the cache directory. In a chroot with a /proc
+# of its own (the agent's run lock reads it) when $with_proc is set: a private mount and pid
+# namespace, so nothing stays mounted in the image.
+image_node() {
+  if [ "$root" = / ]; then
+    env -i PATH=/usr/bin:/bin CARTRIDGE_AGENT_CODE_CACHE=$CACHE_DIR /usr/bin/node "$@"
+  elif [ -n "${with_proc:-}" ]; then
+    env -i PATH=/usr/bin:/bin CARTRIDGE_AGENT_CODE_CACHE=$CACHE_DIR "$unshare_cmd" --mount --pid --fork --mount-proc="$root/proc" \
+      "$chroot_cmd" "$root" /usr/bin/node "$@"
+  else
+    env -i PATH=/usr/bin:/bin CARTRIDGE_AGENT_CODE_CACHE=$CACHE_DIR "$chroot_cmd" "$root" /usr/bin/node "$@"
+  fi
+}
+fill_code_cache() {
+  if [ "$(id -u)" != 0 ]; then
+    warn "code cache: not filled (only root's cache is trusted at boot); the first boot fills it"
+    return 0
+  fi
+  flags=$(unit_node_flags)
+  [ -n "$flags" ] || die $E_INPUT "cannot read the node flags from ExecStart= in $units_src/cartridge-agent.service"
+  chroot_cmd=$(command -v chroot 2>/dev/null) || chroot_cmd=
+  unshare_cmd=$(command -v unshare 2>/dev/null) || unshare_cmd=
+  if [ "$root" != / ] && { [ -z "$chroot_cmd" ] || [ -z "$unshare_cmd" ]; }; then
+    warn "code cache: not filled (no chroot and unshare here to run the image's node); the first boot fills it"
+    return 0
+  fi
+  if ! image_node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' >/dev/null 2>&1; then
+    warn "code cache: not filled (the image's /usr/bin/node >= 18 does not run here); the first boot fills it"
+    return 0
+  fi
+  [ "$root" = / ] || mkdir_in /proc 0555
+  mkdir_in "$CACHE_DIR" 0700
+  cdir=$(at "$CACHE_DIR")
+  if [ "$(stat -c '%u %a' "$cdir")" != '0 700' ]; then
+    chown 0:0 "$cdir" && chmod 0700 "$cdir" || die $E_INSTALL "cannot make $cdir root's, mode 0700"
+    say "mode 0700 root $CACHE_DIR"
+    changes=$((changes + 1))
+  fi
+  mkdir -p "$(at /tmp)" || die $E_INSTALL "cannot create $(at /tmp)"
+  warm=$(mktemp -d "$(at /tmp)/cartridge-agent-bake.XXXXXX") || die $E_INSTALL "cannot create a temporary directory in $(at /tmp)"
+  mkdir -p "$warm$CONF_DIR" "$warm/var/lib/cloud/seed/nocloud" &&
+    printf '%s\n' '{ "sources": { "order": ["nocloud"], "waitSeconds": 0, "scanDevices": false } }' >"$warm$CONFIG" &&
+    printf 'instance-id: bake-warm-up\n' >"$warm/var/lib/cloud/seed/nocloud/meta-data" &&
+    printf 'CARTRIDGE_BAKE_WARM_UP=1\n' >"$warm/var/lib/cloud/seed/nocloud/user-data" ||
+    { rm -rf "$warm"; die $E_INSTALL "cannot write the warm-up root $warm"; }
+  before=$(ls -ln --time-style=+%s "$cdir")
+  set -f # the flags are words of the unit's command line
+  # shellcheck disable=SC2086
+  with_proc=1
+  out=$(image_node $flags "$LIB_DIR/cartridge-agent.js" once --root "${warm#"${root%/}"}" --log-level warn 2>&1)
+  rc=$?
+  with_proc=
+  set +f
+  rm -rf "$warm"
+  if [ $rc -ne 0 ]; then
+    warn "code cache: the warm-up run failed (exit $rc), the first boot fills the cache: $out"
+  elif [ "$(ls -ln --time-style=+%s "$cdir")" != "$before" ]; then
+    say "filled the code cache $CACHE_DIR (node $(image_node -p process.version), flags $flags)"
+    changes=$((changes + 1))
+  fi
+}
+$stage || fill_code_cache
+# ==== end of code cache ========================================================================
+
 # ---- a running instance -----------------------------------------------------------------------
 live=false
 in_chroot() { command -v systemd-detect-virt >/dev/null 2>&1 && systemd-detect-virt --quiet --chroot; }

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError } from './errors';
-import { LOG_LEVELS } from './log';
+import { LOG_LEVELS } from './log-levels';
 import type { RootedPaths } from './paths';
 import {
   absPath, arrayOf, bool, httpUrl, int, nullable, object, oneOf, optional, str, type Rule,

@@ -1,33 +1,11 @@
-import { fstatSync, writeSync } from 'node:fs';
+import { writeSync } from 'node:fs';
 import pino, { type DestinationStream, type Logger } from 'pino';
+import { isJournalStream, journalPrefix } from './io/journal';
+import type { LogLevel } from './log-levels';
 import { redactDeep, redactUrl } from './redact';
 
 export type { Logger };
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-
-/** The syslog priority of each level, as journald reads it from a `<N>` line prefix (sd-daemon(3)). */
-const SYSLOG_PRIORITY: Readonly<Record<string, number>> = { fatal: 2, error: 3, warn: 4, info: 6, debug: 7, trace: 7 };
-
-/**
- * Is `fd` the journal? systemd connects a service's stdout/stderr to journald and names that
- * stream in JOURNAL_STREAM ("<device>:<inode>"); a redirected stream has another inode.
- */
-export function isJournalStream(fd: number, env: NodeJS.ProcessEnv = process.env): boolean {
-  const want = env.JOURNAL_STREAM;
-  if (!want) return false;
-  try {
-    const st = fstatSync(fd);
-    return want === `${st.dev}:${st.ino}`;
-  } catch {
-    return false;
-  }
-}
-
-/** "<3>" for an error line, "" when not writing to the journal. */
-export function journalPrefix(journal: boolean, level: string): string {
-  return journal ? `<${SYSLOG_PRIORITY[level] ?? 6}>` : '';
-}
+export { LOG_LEVELS, type LogLevel } from './log-levels';
 
 /** pino's lines to `fd`, each prefixed with its syslog priority (the JSON stays as it is). */
 function journalDestination(fd: number): DestinationStream {

@@ -3,23 +3,21 @@
  * exit codes. Everything that decides something lives in the modules it calls.
  */
 import { HELP, parseCli, type ParsedCli } from './cli';
-import { loadConfig, type AgentConfig } from './config';
+import type { AgentConfig } from './config';
 import { AgentError, ExitCode, UsageError } from './errors';
-import { renderExport } from './export';
-import { applyFirewall, checkFirewall, planFirewall, readRecorded, removeFirewall } from './firewall';
-import { describeBaseline, renderBaseline } from './firewall/baseline';
-import { writeBaselineRestore } from './firewall/restore-record';
-import { describeBaselineInForce, restoreAtBoot } from './firewall/fail-closed';
 import type { FirewallState } from './firewall/types';
-import { bootOnce, lockRoot, type BootResult } from './boot';
-import { Daemon, describeStatus, readStatus, STATUS_FILE } from './daemon';
-import { createLogger, isJournalStream, journalPrefix, LOG_LEVELS, type Logger, type LogLevel } from './log';
-import { RootedPaths } from './paths';
+import type { BootResult } from './boot';
+import type { Logger } from './log';
+import { LOG_LEVELS, type LogLevel } from './log-levels';
+import type { RootedPaths } from './paths';
 import { redactUrl } from './redact';
-import { probeAll } from './sources';
+import { isJournalStream, journalPrefix } from './io/journal';
 import { VERSION } from './protocol/version';
-import { readStateFile, stringRecord } from './io/state-file';
-import { NAME_PATTERN } from './payload/validate';
+
+// Every command loads what it uses, when it runs (`await import()`; the bundle keeps them in
+// one file, evaluated on first use): `version` and `help` evaluate no library, only `once`,
+// `discover` and `run` load the HTTP stack, and only `run` the MQTT stack, after READY=1
+// (docs/daemon.md, "Start-up"). Types are imported with `import type`, which loads nothing.
 
 export { VERSION } from './protocol/version';
 
@@ -49,6 +47,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     if (cli.logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(cli.logLevel)) {
       throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${cli.logLevel}"`);
     }
+    const [{ RootedPaths }, { loadConfig }, { createLogger }] = await Promise.all([import('./paths'), import('./config'), import('./log')]);
     const paths = new RootedPaths(cli.root);
     const { config, file } = loadConfig(paths, cli.config, io.env);
     log = createLogger((cli.logLevel as LogLevel | undefined) ?? config.log.level, 2, 'cartridge-agent', io.env);
@@ -62,7 +61,8 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
         return await commandEnv(cli, config, paths, io);
       case 'firewall':
         return await commandFirewall(cli, config, paths, log, io);
-      case 'run':
+      case 'run': {
+        const { Daemon } = await import('./daemon/daemon');
         return await new Daemon({
           paths,
           env: io.env,
@@ -70,6 +70,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
           version: VERSION,
           loadConfig: () => loadConfig(paths, cli.config, io.env).config,
         }).run();
+      }
       case 'status':
         return await commandStatus(cli, paths, io);
       case 'config':
@@ -112,6 +113,7 @@ function stopSignal(): AbortSignal {
 
 /** Run `work` holding the run lock of this root (docs/cli.md: exit 10 when another run holds it). */
 async function locked<T>(deps: { config: AgentConfig; paths: RootedPaths; log: Logger; signal?: AbortSignal }, command: string, work: () => Promise<T>): Promise<T> {
+  const { lockRoot } = await import('./boot');
   const lock = await lockRoot(deps, command);
   try {
     return await work();
@@ -121,6 +123,7 @@ async function locked<T>(deps: { config: AgentConfig; paths: RootedPaths; log: L
 }
 
 async function commandOnce(cli: ParsedCli, config: AgentConfig, paths: RootedPaths, log: Logger, io: Io): Promise<number> {
+  const { bootOnce } = await import('./boot');
   const signal = stopSignal();
   const result = await locked({ config, paths, log, signal }, 'once', () => bootOnce({ config, paths, log, signal }));
   io.out(cli.json ? JSON.stringify(summary(result), null, 2) + '\n' : describeBoot(result));
@@ -157,6 +160,7 @@ function describeBoot(r: BootResult): string {
 }
 
 async function commandDiscover(cli: ParsedCli, config: AgentConfig, paths: RootedPaths, log: Logger, io: Io): Promise<number> {
+  const { probeAll } = await import('./sources');
   const results = await probeAll({ config, paths, log, signal: stopSignal() });
   const rows = results.map((r) => {
     if ('error' in r) return { source: r.source, status: 'error', detail: r.error };
@@ -176,12 +180,13 @@ async function commandDiscover(cli: ParsedCli, config: AgentConfig, paths: Roote
 }
 
 async function commandEnv(cli: ParsedCli, config: AgentConfig, paths: RootedPaths, io: Io): Promise<number> {
+  const { renderExport } = await import('./export');
   io.out(renderExport(await readExportedVars(config, paths), cli.format));
   return ExitCode.OK;
 }
 
 /** payload.json as the agent writes it: an object of strings under valid names. */
-function exportedPayloadProblem(value: unknown): string | null {
+function exportedPayloadProblem(value: unknown, stringRecord: (v: unknown) => string | null, NAME_PATTERN: RegExp): string | null {
   const problem = stringRecord(value);
   if (problem) return problem;
   const bad = Object.keys(value as object).find((k) => !NAME_PATTERN.test(k));
@@ -193,8 +198,9 @@ async function readExportedVars(config: AgentConfig, paths: RootedPaths): Promis
   if (!config.export.jsonFile) {
     throw new AgentError('this command reads export.jsonFile, which is disabled (null) in the config', ExitCode.CONFIG);
   }
+  const [{ readStateFile, stringRecord }, { NAME_PATTERN }] = await Promise.all([import('./io/state-file'), import('./payload/validate')]);
   const file = paths.resolve(config.export.jsonFile);
-  const vars = await readStateFile<Record<string, string>>(file, 'the exported payload', exportedPayloadProblem);
+  const vars = await readStateFile<Record<string, string>>(file, 'the exported payload', (v) => exportedPayloadProblem(v, stringRecord, NAME_PATTERN));
   if (!vars) throw new AgentError(`no ${file}: nothing is exported (has 'cartridge-agent once' run on this boot?)`, ExitCode.NOTHING_EXPORTED);
   return new Map(Object.entries(vars));
 }
@@ -207,6 +213,7 @@ function describeFirewall(f: FirewallState): string {
 
 async function commandFirewall(cli: ParsedCli, config: AgentConfig, paths: RootedPaths, log: Logger, io: Io): Promise<number> {
   const deps = { config, paths, log };
+  const { applyFirewall, checkFirewall, planFirewall, removeFirewall } = await import('./firewall');
   switch (cli.action) {
     case 'plan': {
       const plan = await planFirewall({ ...deps, payloadVars: await readExportedVars(config, paths) });
@@ -252,6 +259,11 @@ async function commandFirewall(cli: ParsedCli, config: AgentConfig, paths: Roote
 async function restoreFirewall(deps: { config: AgentConfig; paths: RootedPaths; log: Logger }, io: Io): Promise<number> {
   const recordedText = (f: Pick<FirewallState, 'backend' | 'ruleCount' | 'digest' | 'appliedAt'>) =>
     `${f.backend ?? 'unknown backend'}, ${f.ruleCount} rules, sha256 ${f.digest ?? '-'} (applied ${f.appliedAt ?? '-'})`;
+  const [{ readRecorded }, { describeBaseline }, { describeBaselineInForce, restoreAtBoot }] = await Promise.all([
+    import('./firewall'),
+    import('./firewall/baseline'),
+    import('./firewall/fail-closed'),
+  ]);
   const { mode, baseline } = deps.config.firewall;
   if (mode === 'off') {
     io.out('firewall: mode off (firewall.mode), nothing restored\n');
@@ -271,6 +283,7 @@ async function restoreFirewall(deps: { config: AgentConfig; paths: RootedPaths; 
   else io.out('firewall: nothing recorded, nothing restored (first boot?); firewall.baseline.enabled is false\n');
   // This Node path runs at boot only when firewall-restore.sh handed over (e.g. the config
   // changed since the agent last recorded): record the decision, so the next boot needs no Node.
+  const { writeBaselineRestore } = await import('./firewall/restore-record');
   await writeBaselineRestore(deps.paths.resolve(deps.config.state.dir), deps.paths).catch((err: unknown) =>
     deps.log.warn({ err }, `firewall: could not record the baseline for the early restore: ${(err as Error).message}`),
   );
@@ -278,7 +291,8 @@ async function restoreFirewall(deps: { config: AgentConfig; paths: RootedPaths; 
 }
 
 /** `firewall baseline`: the baseline for every backend, as firewall-restore.sh would apply it. */
-function printBaseline(deps: { config: AgentConfig }, io: Io): number {
+async function printBaseline(deps: { config: AgentConfig }, io: Io): Promise<number> {
+  const { describeBaseline, renderBaseline } = await import('./firewall/baseline');
   const cfg = deps.config.firewall;
   const nft = renderBaseline(cfg, 'nft');
   const ipt = renderBaseline(cfg, 'iptables-legacy');
@@ -291,12 +305,14 @@ function printBaseline(deps: { config: AgentConfig }, io: Io): number {
 
 /** `firewall baseline --write`: record the early restore's decision and baseline texts. */
 async function writeBaseline(deps: { config: AgentConfig; paths: RootedPaths }, io: Io): Promise<number> {
+  const { writeBaselineRestore } = await import('./firewall/restore-record');
   const written = await writeBaselineRestore(deps.paths.resolve(deps.config.state.dir), deps.paths);
-  io.out(written.length > 0 ? written.map((f) => `wrote: ${f}\n`).join('') : 'firewall: the recorded baseline is current, nothing written\n');
+  io.out(written.length > 0 ? written.map((f: string) => `wrote: ${f}\n`).join('') : 'firewall: the recorded baseline is current, nothing written\n');
   return ExitCode.OK;
 }
 
 async function commandStatus(cli: ParsedCli, paths: RootedPaths, io: Io): Promise<number> {
+  const { describeStatus, readStatus, STATUS_FILE } = await import('./daemon/status');
   const read = await readStatus(paths.resolve(STATUS_FILE));
   if (!read.status) {
     io.err(`cartridge-agent: ${read.reason}\n`);

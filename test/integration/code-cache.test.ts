@@ -54,6 +54,36 @@ forEachRuntime((test) => {
     assert.notDeepEqual(readFileSync(file).subarray(0, 64), Buffer.alloc(64, 0x5a), 'the rejected cache should be replaced');
   });
 
+  test('each set of V8 flags keeps its own cache: alternating --jitless rewrites nothing', async (agent) => {
+    const dir = freshDir();
+    // NODE_OPTIONS rather than argv flags: the runner puts arguments after the bundle.
+    const jitless = { ...env(dir), NODE_OPTIONS: '--jitless' };
+    const plain = { ...env(dir), NODE_OPTIONS: '' };
+    for (const e of [jitless, plain]) assert.equal((await agent(['version'], e)).code, 0);
+    const files = () => readdirSync(dir).filter((f) => f.endsWith('.bin')).sort();
+    assert.equal(files().length, 2, `one cache per flag set, found ${files().join(', ')}`);
+    const stamp = () => files().map((f) => `${f} ${statSync(path.join(dir, f)).ino} ${statSync(path.join(dir, f)).mtimeMs}`);
+    const before = stamp();
+    for (const e of [jitless, plain, jitless]) {
+      const r = await agent(['version'], e);
+      assert.equal(r.code, 0, r.err);
+    }
+    assert.deepEqual(stamp(), before, 'a cache V8 accepts is never rewritten');
+  });
+
+  test("writing a new cache removes the caches of other agent builds, not other flags'", async (agent) => {
+    const dir = freshDir();
+    assert.equal((await agent(['version'], { ...env(dir), NODE_OPTIONS: '--jitless' })).code, 0);
+    const jitlessFile = cacheFile(dir);
+    const stale = path.join(dir, 'code-0.0.1-000000000000-nodev0.0.0-x64-flags00000000.bin');
+    writeFileSync(stale, 'old build', { mode: 0o600 });
+    assert.equal((await agent(['version'], { ...env(dir), NODE_OPTIONS: '' })).code, 0);
+    const left = readdirSync(dir).sort();
+    assert.equal(left.length, 2, left.join(', '));
+    assert.ok(left.includes(path.basename(jitlessFile)), 'the --jitless cache of this build stays');
+    assert.ok(!left.includes(path.basename(stale)), 'the other build\'s cache is gone');
+  });
+
   test('a cache others could write is never used: the agent says why and runs without it', async (agent) => {
     const dir = freshDir();
     assert.equal((await agent(['version'], env(dir))).code, 0);

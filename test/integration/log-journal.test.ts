@@ -9,7 +9,7 @@ import { closeSync, existsSync, fstatSync, mkdtempSync, openSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { isJournalStream, journalPrefix } from '../../agent/src/log';
+import { isJournalStream, journalPrefix } from '../../agent/src/io/journal';
 import { BUNDLE, makeImageRoot } from '../../scripts/lib/fake-instance';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'log-journal-'));

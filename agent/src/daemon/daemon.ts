@@ -10,7 +10,8 @@ import type { AgentConfig } from '../config';
 import { buildPolicy } from '../firewall/allowlist';
 import { createFirewallKeeper, type FirewallKeeper } from '../firewall';
 import type { FirewallState } from '../firewall/types';
-import { allowPredicateFromPolicy, createHealthReporter, type AllowPredicate, type HealthReporter } from '../health';
+import type { HealthReporter } from '../health/reporter';
+import { allowPredicateFromPolicy, type AllowPredicate } from '../health/metrics';
 import { bootOnce, lockRoot, type BootResult } from '../boot';
 import type { RunLock } from '../io/run-lock';
 import { HookRunner, type HookEvent } from '../lifecycle/hooks';
@@ -68,8 +69,12 @@ export class Daemon {
   /** Resolves with the exit code once stopped (SIGTERM/SIGINT) or the boot work failed. */
   async run(): Promise<number> {
     const { log } = this.deps;
-    // Fails loudly when systemd asked for a watchdog we cannot feed.
-    await this.notifier.verify('starting');
+    // Fails loudly when systemd asked for a watchdog we cannot feed: what is visibly wrong at
+    // once; whether a notification really goes through is checked beside the boot work (a
+    // child process the boot need not wait for) and settled before READY=1.
+    this.notifier.check();
+    const verified = this.notifier.verify('starting');
+    verified.catch(() => this.stopRequested.abort(new Error('systemd notifications cannot work')));
     const onStop = () => this.stopRequested.abort(new Error('stop requested'));
     const onHup = () => {
       this.reloading = this.reloading.then(() => this.reload());
@@ -91,14 +96,19 @@ export class Daemon {
         say: (text) => this.setActivity(text),
         drain: () => this.notifier.drain(),
       });
+      await verified; // throws the NotifyError, if any
       if (!boot) return 0; // stopped while retrying
       this.firewallState = boot.firewall;
       this.current = await this.startGeneration(config, boot);
-      await this.notifier.ready(this.describeReady(boot));
-      this.setActivity(this.describeReady(boot));
+      // READY=1 takes the latest STATUS= along (one systemd-notify run); nothing waits for it.
+      void this.notifier.ready(this.describeReady(boot));
+      this.setActivity(this.describeReady(boot), false);
       this.watchdog = createWatchdog(this.notifier, log);
       this.watchdog?.start();
       this.tick = setInterval(() => this.onTick(), TICK_MS);
+      // Only now the MQTT stack is loaded (docs/daemon.md "Start-up"): a broker is state to
+      // report, never something READY=1 waits for.
+      await this.connectHealth(this.current);
       void this.lifecycleEvents(this.current);
 
       await new Promise<void>((resolve) => {
@@ -107,6 +117,9 @@ export class Daemon {
       });
       await this.shutdown();
       return 0;
+    } catch (err) {
+      await verified; // a failed start check stopped the boot work: it is the error to report
+      throw err;
     } finally {
       process.off('SIGTERM', onStop);
       process.off('SIGINT', onStop);
@@ -133,32 +146,10 @@ export class Daemon {
     };
   }
 
-  /**
-   * Build the generation for a config + boot result. The broker connection (and its session)
-   * is kept when `reuse` has the same broker settings; otherwise a new reporter is started.
-   */
+  /** Build the generation for a config + boot result: policy and firewall keeper (health: connectHealth). */
   private async startGeneration(config: AgentConfig, boot: BootResult, reuse?: Generation): Promise<Generation> {
-    const { paths, log, version } = this.deps;
+    const { paths, log } = this.deps;
     const allowed = allowPredicateFromPolicy(buildPolicy(boot.payload.vars, config.firewall));
-    const key = brokerKey(config, boot.payload.vars);
-    let reporter: HealthReporter | null;
-    if (reuse && reuse.brokerKey === key) {
-      reporter = reuse.reporter;
-    } else {
-      await reuse?.reporter?.stop({ timeoutMs: STOP_BUDGET_MS / 2 });
-      const created = createHealthReporter({
-        config,
-        paths,
-        vars: boot.payload.vars,
-        instanceId: boot.discovery.instanceId,
-        agentVersion: version,
-        log,
-        context: () => this.healthContext(),
-      });
-      if (!created) log.warn('health: no broker configured (health.brokerUrls) and none in the payload (MB_URLS, MB_IP): health reporting is off');
-      created?.reporter.start();
-      reporter = created?.reporter ?? null;
-    }
     reuse?.keeper?.stop();
     const keeper = await createFirewallKeeper({
       config,
@@ -170,7 +161,33 @@ export class Daemon {
       },
     });
     keeper?.start();
-    return { config, boot, allowed, reporter, brokerKey: key, keeper, readiness: new AbortController() };
+    return { config, boot, allowed, reporter: null, brokerKey: brokerKey(config, boot.payload.vars), keeper, readiness: new AbortController() };
+  }
+
+  /**
+   * The generation's health reporter. The broker connection (and its session) is kept when
+   * `reuse` has the same broker settings; otherwise a new reporter is started.
+   */
+  private async connectHealth(gen: Generation, reuse?: Generation): Promise<void> {
+    const { paths, log, version } = this.deps;
+    if (reuse && reuse.brokerKey === gen.brokerKey) {
+      gen.reporter = reuse.reporter;
+      return;
+    }
+    await reuse?.reporter?.stop({ timeoutMs: STOP_BUDGET_MS / 2 });
+    const { createHealthReporter } = await import('../health/create');
+    const created = createHealthReporter({
+      config: gen.config,
+      paths,
+      vars: gen.boot.payload.vars,
+      instanceId: gen.boot.discovery.instanceId,
+      agentVersion: version,
+      log,
+      context: () => this.healthContext(),
+    });
+    if (!created) log.warn('health: no broker configured (health.brokerUrls) and none in the payload (MB_URLS, MB_IP): health reporting is off');
+    created?.reporter.start();
+    gen.reporter = created?.reporter ?? null;
   }
 
   /** started → (app ports answer) activated, or a fault; hooks for each. */
@@ -233,6 +250,7 @@ export class Daemon {
     this.hooks = HookRunner.fromConfig(config, paths, log);
     old.readiness.abort();
     this.current = await this.startGeneration(config, boot, old);
+    await this.connectHealth(this.current, old);
     this.setActivity(this.describeReady(boot));
     void this.lifecycleEvents(this.current);
   }
@@ -263,9 +281,9 @@ export class Daemon {
     this.writeStatusSoon(false);
   }
 
-  private setActivity(text: string): void {
+  private setActivity(text: string, notify = true): void {
     this.activity = text;
-    void this.notifier.status(text);
+    if (notify) void this.notifier.status(text);
     this.writeStatusSoon(true);
   }
 

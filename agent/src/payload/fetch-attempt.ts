@@ -3,12 +3,12 @@
  * while streaming, truncation detection, optional signature check. Says whether a failure is
  * worth retrying; the retry policy lives in ./fetch.
  */
-import http from 'node:http';
-import https from 'node:https';
+import type http from 'node:http';
+import type https from 'node:https';
 import type { Duplex, Readable } from 'node:stream';
 import type { KeyObject } from 'node:crypto';
-import axios from 'axios';
 import { PayloadError } from '../errors';
+import type { HttpStack } from '../io/http-stack';
 import { INSTANCE_CREDENTIAL_HEADER, parseRefusal, PAYLOAD_ACCEPT, PAYLOAD_SIGNATURE_HEADER, REFUSAL_HEADER } from '../protocol/payload-http';
 import { redactUrl } from '../redact';
 import { parseRetryAfterMs } from './backoff';
@@ -67,7 +67,7 @@ type ConnectionFactory = (options: unknown, cb?: unknown) => Duplex | null | und
  * Fresh agents per attempt (no keep-alive), whose sockets report when they are connected —
  * TCP for http, the TLS handshake for https. axios has no connect timeout of its own.
  */
-function watchedAgents(ca: string | Buffer | undefined, onConnected: () => void): { http: http.Agent; https: https.Agent } {
+function watchedAgents({ http, https }: HttpStack, ca: string | Buffer | undefined, onConnected: () => void): { http: http.Agent; https: https.Agent } {
   const watch = (base: ConnectionFactory, event: string): ConnectionFactory =>
     function watched(this: unknown, options, cb) {
       const socket = base.call(this, options, cb);
@@ -105,6 +105,8 @@ function headerString(value: unknown): string | undefined {
 }
 
 export async function fetchOnce(url: string, opts: AttemptOptions): Promise<AttemptResult> {
+  const stack = (await import('../io/http-stack')).httpStack;
+  const { axios } = stack;
   const controller = new AbortController();
   let abortReason: string | undefined;
   let abortedByDeadline = false;
@@ -126,7 +128,7 @@ export async function fetchOnce(url: string, opts: AttemptOptions): Promise<Atte
   const requestTimer = opts.requestTimeoutMs <= left
     ? setTimeout(() => abort(`no complete response within ${opts.requestTimeoutMs} ms (payload.fetch.requestTimeoutMs)`), opts.requestTimeoutMs)
     : setTimeout(() => abort(`${DEADLINE_CUT} while waiting for the response`, true), left);
-  const agents = watchedAgents(opts.caPem, () => clearTimeout(connectTimer));
+  const agents = watchedAgents(stack, opts.caPem, () => clearTimeout(connectTimer));
   const guard = credentialGuard(url, opts.identity);
   let redirectRefused: string | undefined;
   let refusal: AttemptError | undefined;

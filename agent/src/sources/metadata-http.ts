@@ -5,11 +5,11 @@
  * on connection errors, 5xx, 408 and 429. Every other status is returned, never thrown: the
  * sources decide what 404 or 403 mean.
  */
-import http from 'node:http';
-import https from 'node:https';
+import type http from 'node:http';
 import type net from 'node:net';
-import axios, { type AxiosError } from 'axios';
+import type { AxiosError } from 'axios';
 import { abortableSleep } from '../io/abortable-sleep';
+import type { HttpStack } from '../io/http-stack';
 import type { NetworkSourceConfig, SourceName } from '../config';
 import { SourceError } from '../errors';
 import { redactUrl } from '../redact';
@@ -73,7 +73,7 @@ const CONNECT_TIMEOUT = 'ECONNECTTIMEOUT';
  * An agent that destroys a socket with no TCP connection after `ms`. Node's own socket
  * timeout counts idle time only once connected, so it cannot bound the SYN phase.
  */
-function connectTimeoutAgent(protocol: string, ms: number): http.Agent {
+function connectTimeoutAgent({ http, https }: HttpStack, protocol: string, ms: number): http.Agent {
   const agent = protocol === 'https:' ? new https.Agent({ keepAlive: false }) : new http.Agent({ keepAlive: false });
   const create = agent.createConnection.bind(agent);
   agent.createConnection = (options, callback) => {
@@ -121,6 +121,7 @@ function describeFailure(err: AxiosError, net: MetadataNetConfig, timedOut: bool
 }
 
 async function attemptOnce(req: MetadataRequest, net: MetadataNetConfig, outer: AbortSignal): Promise<Attempt> {
+  const stack = (await import('../io/http-stack')).httpStack;
   if (outer.aborted) return { kind: 'aborted' };
   const controller = new AbortController();
   let timedOut = false;
@@ -130,9 +131,9 @@ async function attemptOnce(req: MetadataRequest, net: MetadataNetConfig, outer: 
   }, net.requestTimeoutMs);
   const onOuterAbort = (): void => controller.abort();
   outer.addEventListener('abort', onOuterAbort, { once: true });
-  const agent = connectTimeoutAgent(new URL(req.url).protocol, net.connectTimeoutMs);
+  const agent = connectTimeoutAgent(stack, new URL(req.url).protocol, net.connectTimeoutMs);
   try {
-    const res = await axios.request<ArrayBuffer>({
+    const res = await stack.axios.request<ArrayBuffer>({
       method: req.method,
       url: req.url,
       headers: req.headers,
