@@ -97,7 +97,9 @@ export async function startController(opts: ServeOptions): Promise<RunningContro
       const broker = await EmbeddedBroker.start({
         host: opts.broker.host,
         port: opts.broker.port,
-        ...(auth ? { authenticate, acl: { topicPrefix } } : {}),
+        // Stratos events are allowed as docs/daemon.md tells agents to send them: the embedded
+        // broker reads each one, so a member can send them only about itself (member-acl.ts).
+        ...(auth ? { authenticate, acl: { topicPrefix, stratosEvents: true } } : {}),
       });
       cleanups.push(() => broker.close());
       brokerUrl = broker.url.replace('//0.0.0.0:', '//127.0.0.1:');

@@ -42,7 +42,7 @@ export class NotConnectedError extends Error {
 
 export interface MqttConnectionDeps {
   settings: BrokerSettings;
-  /** Member id (sanitised): also the MQTT client id, so ACL patterns like `%c` match it. */
+  /** The encoded member id (memberClientId): also its topic level, so ACL patterns like `%c` match it. */
   clientId: string;
   statusTopic: string;
   sessions: SessionSource;
