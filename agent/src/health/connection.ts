@@ -32,9 +32,16 @@ export class PublishRefusedError extends Error {
   }
 }
 
-/** Not connected, or the connection was lost before the broker acknowledged: retry later. */
+/**
+ * Not connected, or the connection was lost before the broker acknowledged: retry later.
+ * `sent`: the publish had gone out on that connection (so the broker may have closed it
+ * because of this very message).
+ */
 export class NotConnectedError extends Error {
-  constructor(detail: string) {
+  constructor(
+    detail: string,
+    readonly sent = false,
+  ) {
     super(detail);
     this.name = 'NotConnectedError';
   }
@@ -75,6 +82,8 @@ interface Attempt {
   up: boolean;
   closed: boolean;
   pending: Set<(err: Error) => void>;
+  /** Reason code of a DISCONNECT the broker sent (MQTT 5), for the log. */
+  disconnectReason: number | null;
 }
 
 type Events = { up: [session: number]; down: [reason: string] };
@@ -130,7 +139,7 @@ export class MqttConnection extends EventEmitter<Events> {
         const code = (err as Error & { code?: unknown }).code;
         if (typeof code === 'number' && code >= 0x80) {
           reject(new PublishRefusedError(a.url, topic, code, describeReasonCode(code, this.deps.settings.protocolVersion)));
-        } else reject(new NotConnectedError(`publish to "${topic}" not acknowledged: ${err.message}`));
+        } else reject(new NotConnectedError(`publish to "${topic}" not acknowledged: ${err.message}${this.disconnectNote(a)}`, true));
       });
     });
   }
@@ -175,12 +184,15 @@ export class MqttConnection extends EventEmitter<Events> {
       return;
     }
     const client = mqtt.connect(url, options);
-    const a: Attempt = { client, url, session, up: false, closed: false, pending: new Set() };
+    const a: Attempt = { client, url, session, up: false, closed: false, pending: new Set(), disconnectReason: null };
     this.attempt = a;
     log.debug({ broker: url, session }, 'connecting to MQTT broker');
 
     client.on('connect', () => void this.onConnect(a));
     client.on('message', (topic, payload) => this.onStatusMessage(a, topic, payload));
+    client.on('disconnect', (packet) => {
+      a.disconnectReason = packet.reasonCode ?? null;
+    });
     client.on('error', (err: Error & { code?: unknown }) => {
       // A connection we are ending (a clean stop) or have given up on: mqtt.js may still
       // report the writes that raced the close ("write after end"). Nothing is wrong then.
@@ -288,7 +300,7 @@ export class MqttConnection extends EventEmitter<Events> {
     a.closed = true;
     const wasUp = a.up;
     a.up = false;
-    for (const reject of a.pending) reject(new NotConnectedError(`connection to ${a.url} lost`));
+    for (const reject of a.pending) reject(new NotConnectedError(`connection to ${a.url} lost${this.disconnectNote(a)}`, true));
     a.pending.clear();
     a.client.end(true);
     if (a !== this.attempt || this.stopping) return;
@@ -299,6 +311,11 @@ export class MqttConnection extends EventEmitter<Events> {
       this.lastError = `broker ${a.url}: connection closed before CONNACK`;
     }
     this.scheduleReconnect();
+  }
+
+  private disconnectNote(a: Attempt): string {
+    const code = a.disconnectReason;
+    return code === null ? '' : ` (the broker sent DISCONNECT with ${describeReasonCode(code, 5)})`;
   }
 
   private scheduleReconnect(): void {

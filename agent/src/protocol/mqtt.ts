@@ -79,6 +79,12 @@ export interface HealthReport {
   agent: string;
   /** Messages the agent dropped from its outage buffer since it started (cumulative). */
   dropped: { health: number; event: number };
+  /**
+   * Messages the broker would not take, dropped since the agent started (cumulative): refused
+   * (MQTT 5 PUBACK ≥ 0x80) or the connection lost 3 times with it in flight. Absent from
+   * agents before it.
+   */
+  refused?: { health: number; event: number };
 }
 
 export const EVENT_TYPES = ['started', 'activated', 'ready-to-shutdown', 'maintenance', 'fault'] as const;
