@@ -16,6 +16,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from '../log';
 import { buildBirth, buildOffline, parseStatusMessage } from '../protocol/mqtt';
 import type { BrokerSettings } from './broker-settings';
+import { preConnackCauses, ProtocolChoice, RateLimit, versionName } from './protocol-choice';
 import { describeReasonCode, isIdentityRefusal, reconnectDelayMs, type ReconnectTiming } from './reconnect-policy';
 import type { SessionSource } from './session';
 
@@ -73,7 +74,12 @@ export interface ConnectionSnapshot {
   refused: boolean;
   nextAttemptAt: number | null;
   lastError: string | null;
+  /** The MQTT version of the next or current CONNECT (3.1.1 after a fallback from 5). */
+  protocolVersion: 4 | 5;
 }
+
+/** A broker that keeps closing before CONNACK is warned about at most this often. */
+const PRE_CONNACK_WARN_MS = 10 * 60_000;
 
 interface Attempt {
   client: MqttClient;
@@ -84,6 +90,9 @@ interface Attempt {
   pending: Set<(err: Error) => void>;
   /** Reason code of a DISCONNECT the broker sent (MQTT 5), for the log. */
   disconnectReason: number | null;
+  version: 4 | 5;
+  /** The client reported an error (a refused CONNACK, a socket error): not a silent close. */
+  errored: boolean;
 }
 
 type Events = { up: [session: number]; down: [reason: string] };
@@ -99,10 +108,13 @@ export class MqttConnection extends EventEmitter<Events> {
   private connectedAt: number | null = null;
   private lastError: string | null = null;
   private readonly now: () => number;
+  private readonly protocol: ProtocolChoice;
+  private readonly preConnackWarnings = new RateLimit(PRE_CONNACK_WARN_MS);
 
   constructor(private readonly deps: MqttConnectionDeps) {
     super();
     this.now = deps.now ?? Date.now;
+    this.protocol = new ProtocolChoice(deps.settings.protocolVersion);
   }
 
   get connected(): boolean {
@@ -124,6 +136,7 @@ export class MqttConnection extends EventEmitter<Events> {
       refused: this.refused,
       nextAttemptAt: this.nextAttemptAt,
       lastError: this.lastError,
+      protocolVersion: this.attempt?.version ?? this.protocol.version,
     };
   }
 
@@ -138,7 +151,7 @@ export class MqttConnection extends EventEmitter<Events> {
         if (!err) return resolve();
         const code = (err as Error & { code?: unknown }).code;
         if (typeof code === 'number' && code >= 0x80) {
-          reject(new PublishRefusedError(a.url, topic, code, describeReasonCode(code, this.deps.settings.protocolVersion)));
+          reject(new PublishRefusedError(a.url, topic, code, describeReasonCode(code, a.version)));
         } else reject(new NotConnectedError(`publish to "${topic}" not acknowledged: ${err.message}${this.disconnectNote(a)}`, true));
       });
     });
@@ -175,16 +188,17 @@ export class MqttConnection extends EventEmitter<Events> {
     const { settings, log } = this.deps;
     const url = settings.urls[this.attempts++ % settings.urls.length] as string;
     const session = this.deps.sessions.next();
+    const version = this.protocol.version;
     let options: IClientOptions;
     try {
-      options = this.clientOptions(session);
+      options = this.clientOptions(session, version);
     } catch (err) {
       this.fail(url, `cannot read TLS/credential files: ${(err as Error).message}`, false);
       this.scheduleReconnect();
       return;
     }
     const client = mqtt.connect(url, options);
-    const a: Attempt = { client, url, session, up: false, closed: false, pending: new Set(), disconnectReason: null };
+    const a: Attempt = { client, url, session, up: false, closed: false, pending: new Set(), disconnectReason: null, version, errored: false };
     this.attempt = a;
     log.debug({ broker: url, session }, 'connecting to MQTT broker');
 
@@ -200,11 +214,14 @@ export class MqttConnection extends EventEmitter<Events> {
         log.debug({ broker: url, err: err.message }, 'MQTT client error after the connection was closed (ignored)');
         return;
       }
+      a.errored = true;
       const code = typeof err.code === 'number' ? err.code : null;
       if (code !== null && err.message.startsWith('Connection refused')) {
-        const identity = isIdentityRefusal(code, settings.protocolVersion);
+        const identity = isIdentityRefusal(code, a.version);
         const who = settings.username ? ` (user "${settings.username}", client id "${this.deps.clientId}")` : ` (client id "${this.deps.clientId}")`;
-        this.fail(url, `refused the connection: ${describeReasonCode(code, settings.protocolVersion)}${who}`, identity);
+        this.fail(url, `refused the connection: ${describeReasonCode(code, a.version)}${who}`, identity);
+        // NATS answers an MQTT 5 CONNECT with 1 "unacceptable protocol version" (0x84 in MQTT 5 terms).
+        if (code === 1 || code === 0x84) this.protocolNotAccepted(a);
       } else {
         const tls = /certificate|self.signed|SSL|TLS|alert/i.test(err.message) ? ' (TLS: check health.caFile and the broker certificate)' : '';
         this.fail(url, `${err.message}${tls}`, false);
@@ -213,7 +230,7 @@ export class MqttConnection extends EventEmitter<Events> {
     client.on('close', () => this.onClose(a));
   }
 
-  private clientOptions(session: number): IClientOptions {
+  private clientOptions(session: number, version: 4 | 5): IClientOptions {
     const { settings } = this.deps;
     const tls: Partial<IClientOptions> = {};
     if (settings.caFile) tls.ca = readFileSync(settings.caFile);
@@ -223,7 +240,7 @@ export class MqttConnection extends EventEmitter<Events> {
     }
     return {
       clientId: this.deps.clientId,
-      protocolVersion: settings.protocolVersion,
+      protocolVersion: version,
       keepalive: settings.keepaliveS,
       clean: true,
       reconnectPeriod: 0,
@@ -235,7 +252,7 @@ export class MqttConnection extends EventEmitter<Events> {
       writeCache: false,
       ...(settings.username !== null ? { username: settings.username } : {}),
       ...(settings.password !== null ? { password: settings.password } : {}),
-      ...(settings.protocolVersion === 5 ? { properties: { sessionExpiryInterval: 0 } } : {}),
+      ...(version === 5 ? { properties: { sessionExpiryInterval: 0 } } : {}),
       will: { topic: this.deps.statusTopic, payload: Buffer.from(JSON.stringify(buildOffline(session, this.now(), 'lwt'))), qos: 1, retain: true },
       rejectUnauthorized: true,
       ...tls,
@@ -248,7 +265,10 @@ export class MqttConnection extends EventEmitter<Events> {
     this.failures = 0;
     this.refused = false;
     this.connectedAt = this.now();
-    this.deps.log.info({ broker: a.url, session: a.session }, 'connected to MQTT broker');
+    this.deps.log.info({ broker: a.url, session: a.session, protocol: versionName(a.version) }, 'connected to MQTT broker');
+    if (this.protocol.accepted() === 'kept') {
+      this.deps.log.warn({ broker: a.url }, `broker ${a.url} took MQTT 3.1.1 after refusing MQTT 5: staying on 3.1.1 for this run; set health.protocolVersion "3.1.1" for this broker`);
+    }
     try {
       await this.publishBirth(a);
       const granted = await a.client.subscribeAsync(this.deps.statusTopic, { qos: 1 });
@@ -307,10 +327,31 @@ export class MqttConnection extends EventEmitter<Events> {
     if (wasUp) {
       this.deps.log.warn({ broker: a.url }, 'lost connection to MQTT broker');
       this.emit('down', `connection to ${a.url} lost`);
-    } else if (!this.lastError) {
-      this.lastError = `broker ${a.url}: connection closed before CONNACK`;
+    } else if (!a.errored) {
+      this.closedBeforeConnack(a);
     }
     this.scheduleReconnect();
+  }
+
+  /** The broker closed the connection without a CONNACK or an error: say what is likely, now and then. */
+  private closedBeforeConnack(a: Attempt): void {
+    const tls = a.url.startsWith('mqtts:');
+    this.lastError = `broker ${a.url}: connection closed before CONNACK (${versionName(a.version)}); likely ${preConnackCauses(a.version, tls)}`;
+    if (this.protocolNotAccepted(a)) return;
+    if (this.preConnackWarnings.allow(this.now())) this.deps.log.warn({ broker: a.url, protocol: versionName(a.version) }, `${this.lastError} (repeats are logged at debug level for ${PRE_CONNACK_WARN_MS / 60_000} min)`);
+    else this.deps.log.debug({ broker: a.url }, this.lastError);
+  }
+
+  /** The configured MQTT 5 was not accepted: fall back to 3.1.1 once (logged). True when it did. */
+  private protocolNotAccepted(a: Attempt): boolean {
+    if (a.version !== this.protocol.version) return false; // already decided for this attempt's version
+    const step = this.protocol.notAccepted();
+    if (step === 'fall-back') {
+      this.deps.log.warn({ broker: a.url }, `broker ${a.url} did not accept MQTT 5 (${a.errored ? 'CONNACK refused the protocol version' : 'closed before CONNACK'}): trying MQTT 3.1.1 once`);
+      return true;
+    }
+    if (step === 'give-up') this.deps.log.warn({ broker: a.url }, `broker ${a.url} did not accept MQTT 3.1.1 either: back to MQTT 5, the protocol is not the cause`);
+    return false;
   }
 
   private disconnectNote(a: Attempt): string {
