@@ -8,7 +8,7 @@
  * only when the event names the member itself. Ids are dotted, Stratos style.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import mqtt from 'mqtt';
 import pino from 'pino';
 import { memberClientId, stratosTopic, type MemberId } from '../../agent/src/protocol/mqtt';
