@@ -23,7 +23,16 @@ export const CONTROLLER_MQTT_USER = 'cartridge-controller';
 
 export type BrokerChoice =
   | { kind: 'embedded'; host: string; port: number; auth: boolean }
-  | { kind: 'external'; url: string; username?: string; password?: string };
+  | {
+      kind: 'external';
+      url: string;
+      username?: string;
+      password?: string;
+      /** PEM text for an mqtts:// broker: CA to verify it, client certificate and key. */
+      tls?: { ca?: string; cert?: string; key?: string };
+      /** Default: 5 with a shareGroup, else 3.1.1 (FleetTracker). */
+      protocolVersion?: 4 | 5;
+    };
 
 export interface ServeOptions {
   stateDir: string;
@@ -115,6 +124,8 @@ export async function startController(opts: ServeOptions): Promise<RunningContro
       topicPrefix,
       // aedes has no $share: the group only makes sense on an external broker.
       shareGroup: opts.broker.kind === 'external' ? opts.shareGroup : undefined,
+      ...(opts.broker.kind === 'external' && opts.broker.protocolVersion ? { protocolVersion: opts.broker.protocolVersion } : {}),
+      ...(opts.broker.kind === 'external' && opts.broker.tls ? { mqttOptions: { ...opts.broker.tls, rejectUnauthorized: true } } : {}),
       log: opts.log.child({ component: 'fleet' }),
     });
     await tracker.start();
