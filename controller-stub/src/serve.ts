@@ -126,6 +126,10 @@ export async function startController(opts: ServeOptions): Promise<RunningContro
       shareGroup: opts.broker.kind === 'external' ? opts.shareGroup : undefined,
       ...(opts.broker.kind === 'external' && opts.broker.protocolVersion ? { protocolVersion: opts.broker.protocolVersion } : {}),
       ...(opts.broker.kind === 'external' && opts.broker.tls ? { mqttOptions: { ...opts.broker.tls, rejectUnauthorized: true } } : {}),
+      // An external broker may replay retained statuses only to exact subscriptions (RabbitMQ
+      // 3.10): ask for each registered member's, so a restart gets the whole fleet. aedes replays
+      // them to the wildcard.
+      ...(opts.broker.kind === 'external' ? { snapshotMembers: () => store.list().filter((m) => m.terminatedAt === null) } : {}),
       log: opts.log.child({ component: 'fleet' }),
     });
     await tracker.start();

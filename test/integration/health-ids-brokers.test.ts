@@ -8,6 +8,9 @@
  * `a.b`/`x` collided with `a`/`b.x`), NATS dropped the connection at CONNECT (a dot in the
  * will topic), and `a/b` became `a_b`. One agent per broker asks for MQTT 5: mosquitto takes
  * it; aedes, NATS and RabbitMQ do not, and the agent falls back to 3.1.1 once and says so.
+ * And a controller started after its members were online gets them from their retained
+ * statuses: RabbitMQ 3.10 replays retained messages only to exact subscriptions, so the
+ * tracker also subscribes each known member's status topic (serve: from the member store).
  * One broker per describe, started in `before` on free ports and stopped in `after`.
  */
 import assert from 'node:assert/strict';
@@ -16,7 +19,8 @@ import pino from 'pino';
 import { parseMemberTopic, stratosTopic, type MemberId } from '../../agent/src/protocol/mqtt';
 import { silentLogger } from '../../agent/src/log';
 import { EmbeddedBroker, FleetTracker } from '../../controller-stub/src/fleet';
-import { makeAgent, Observer, PREFIX, waitUntil } from '../fixtures/health/agent';
+import { makeAgent, Observer, PREFIX, sleep, waitUntil } from '../fixtures/health/agent';
+import { SimAgent } from '../fixtures/controller/fleet-sim';
 import { Mosquitto } from '../fixtures/health/mosquitto';
 import { Nats, NATS_SERVER } from '../fixtures/health/nats';
 import { hasRabbitMq, RabbitMq, RABBITMQ_SERVER } from '../fixtures/health/rabbitmq';
@@ -41,6 +45,8 @@ interface Broker {
   observer: { username?: string; password?: string };
   /** What the first agent gets when it asks for MQTT 5. */
   mqtt5: 'accepted' | 'falls back';
+  /** Does a wildcard subscription get the retained messages (RabbitMQ 3.10: no)? */
+  retainedToWildcards: boolean;
   log: () => string;
 }
 
@@ -103,6 +109,31 @@ async function idsRoundTrip(b: Broker): Promise<void> {
   }
 }
 
+/** Members online (retained births, no health) before the controller starts: the snapshot it must get. */
+async function snapshotAfterRestart(b: Broker): Promise<void> {
+  const session = Date.now();
+  const sims: SimAgent[] = [];
+  const trackers: FleetTracker[] = [];
+  const tracker = async (snapshot: boolean): Promise<FleetTracker> => {
+    const tr = new FleetTracker({ brokerUrl: b.url, ...b.observer, topicPrefix: PREFIX, protocolVersion: 4, log: silentLogger(), ...(snapshot ? { snapshotMembers: () => IDS } : {}) });
+    trackers.push(tr);
+    await tr.start();
+    return tr;
+  };
+  try {
+    for (const id of IDS) sims.push(await SimAgent.connect({ url: b.url, id, session, ...(b.agent ? b.agent : {}) }));
+    const withList = await tracker(true);
+    await waitUntil('the whole fleet ONLINE from the retained statuses', () => IDS.every((id) => withList.rows().some((r) => r.clusterId === id.clusterId && r.memberId === id.memberId && r.state === 'ONLINE' && r.session === session)), 10_000);
+    assert.deepEqual(withList.rows().map(key).sort(), IDS.map(key).sort());
+    const wildcardOnly = await tracker(false);
+    await sleep(1_000);
+    assert.equal(wildcardOnly.rows().length, b.retainedToWildcards ? IDS.length : 0, 'what the wildcard alone gets on this broker');
+  } finally {
+    for (const tr of trackers) await tr.stop();
+    for (const a of sims) await a.shutdown().catch(() => undefined);
+  }
+}
+
 function brokerSuite(name: string, ready: () => boolean, need: (t: TestContext) => boolean, start: () => Promise<{ broker: Broker; close: () => Promise<void> }>): void {
   describe(`ids on the wire: ${name}`, { timeout: 180_000 }, () => {
     let running: { broker: Broker; close: () => Promise<void> } | null = null;
@@ -116,6 +147,10 @@ function brokerSuite(name: string, ready: () => boolean, need: (t: TestContext) 
       if (!need(t) || !running) return;
       await idsRoundTrip(running.broker);
     });
+    test('a controller started after the members gets them all from their retained statuses', async (t) => {
+      if (!need(t) || !running) return;
+      await snapshotAfterRestart(running.broker);
+    });
   });
 }
 
@@ -126,20 +161,20 @@ brokerSuite('mosquitto 2.0 (ACL by %c: the client id is the encoded member id)',
     `pattern write ${PREFIX}/+/%c/#`, `pattern read ${PREFIX}/+/%c/status`, '',
   ].join('\n');
   const m = await Mosquitto.start({ users: { [ADMIN.username]: ADMIN.password, [AGENT.username]: AGENT.password }, acl });
-  return { broker: { url: m.url, agent: AGENT, observer: ADMIN, mqtt5: 'accepted', log: () => m.log }, close: () => m.close() };
+  return { broker: { url: m.url, agent: AGENT, observer: ADMIN, mqtt5: 'accepted', retainedToWildcards: true, log: () => m.log }, close: () => m.close() };
 });
 
 brokerSuite('aedes (the embedded broker)', () => true, () => true, async () => {
   const b = await EmbeddedBroker.start({ port: 0 });
-  return { broker: { url: b.url, agent: null, observer: {}, mqtt5: 'falls back', log: () => '' }, close: () => b.close() };
+  return { broker: { url: b.url, agent: null, observer: {}, mqtt5: 'falls back', retainedToWildcards: true, log: () => '' }, close: () => b.close() };
 });
 
 brokerSuite('NATS 2.9 with MQTT', () => hasCommand(NATS_SERVER), (t) => requireCommands(t, NATS_SERVER), async () => {
   const n = await Nats.start({ [ADMIN.username]: ADMIN.password, [AGENT.username]: AGENT.password });
-  return { broker: { url: n.url, agent: AGENT, observer: ADMIN, mqtt5: 'falls back', log: () => n.log }, close: () => n.close() };
+  return { broker: { url: n.url, agent: AGENT, observer: ADMIN, mqtt5: 'falls back', retainedToWildcards: true, log: () => n.log }, close: () => n.close() };
 });
 
 brokerSuite('RabbitMQ 3.10 with the MQTT plugin', hasRabbitMq, (t) => requireFile(t, hasRabbitMq() ? RABBITMQ_SERVER : null, `needs ${RABBITMQ_SERVER} (Debian package rabbitmq-server; .ci/run installs it)`), async () => {
   const r = await RabbitMq.start(AGENT);
-  return { broker: { url: r.url, agent: AGENT, observer: AGENT, mqtt5: 'falls back', log: () => r.log }, close: () => r.close() };
+  return { broker: { url: r.url, agent: AGENT, observer: AGENT, mqtt5: 'falls back', retainedToWildcards: false, log: () => r.log }, close: () => r.close() };
 });
