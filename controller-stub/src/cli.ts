@@ -68,6 +68,7 @@ ${STATE_HELP}
   --mqtt-host HOST   embedded broker listen address (default: the --http host)
   --mqtt-auth        embedded broker requires logins: members use their payload's
                      MB_USERNAME (= the member id) / MB_PASSWORD and may publish only their own topics
+                     (and Stratos instance/status events naming themselves)
   --broker URL       use an external broker (mqtt:// or mqtts://, credentials in the URL or
                      --broker-password-file) instead of the embedded one
   --broker-password-file FILE   password for the external broker
