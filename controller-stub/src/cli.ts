@@ -68,9 +68,13 @@ ${STATE_HELP}
   --mqtt-host HOST   embedded broker listen address (default: the --http host)
   --mqtt-auth        embedded broker requires logins: members use their payload's
                      MB_USERNAME (= the member id) / MB_PASSWORD and may publish only their own topics
+                     (and Stratos instance/status events naming themselves)
   --broker URL       use an external broker (mqtt:// or mqtts://, credentials in the URL or
                      --broker-password-file) instead of the embedded one
   --broker-password-file FILE   password for the external broker
+  --broker-ca FILE   CA certificate(s) to verify an mqtts:// broker (PEM)
+  --broker-cert FILE, --broker-key FILE   client certificate and key (PEM) for an mqtts:// broker
+  --broker-protocol V   3.1.1 or 5 (default 5 with --share, else 3.1.1)
   --share GROUP      MQTT 5 $share group for health and events (external broker; replicas split load)
   --public-url URL   base URL agents reach this server at (default: the listen address)
   --topic-prefix P   MQTT topic prefix (default cartridge/v1)
@@ -153,6 +157,7 @@ export const OPTIONS = {
   serve: {
     ...COMMON, http: { type: 'string' }, 'mqtt-port': { type: 'string' }, 'mqtt-host': { type: 'string' }, 'mqtt-auth': { type: 'boolean' },
     broker: { type: 'string' }, 'broker-password-file': { type: 'string' }, share: { type: 'string' }, 'public-url': { type: 'string' },
+    'broker-ca': { type: 'string' }, 'broker-cert': { type: 'string' }, 'broker-key': { type: 'string' }, 'broker-protocol': { type: 'string' },
     'topic-prefix': { type: 'string' }, 'log-level': { type: 'string' },
   },
   register: {
@@ -253,6 +258,24 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
 }
 
+/** --broker-ca / --broker-cert / --broker-key: PEM files for an mqtts:// broker, read now (a bad path is a usage error). */
+function externalBrokerTls(values: Record<string, unknown>, url: URL): { tls?: { ca?: string; cert?: string; key?: string } } {
+  const file = (flag: string): string | undefined => (values[flag] === undefined ? undefined : readText(values[flag] as string, `--${flag}`));
+  const [ca, cert, key] = [file('broker-ca'), file('broker-cert'), file('broker-key')];
+  if (ca === undefined && cert === undefined && key === undefined) return {};
+  if (url.protocol !== 'mqtts:') throw usage('--broker-ca, --broker-cert and --broker-key need an mqtts:// --broker');
+  if ((cert === undefined) !== (key === undefined)) throw usage('--broker-cert and --broker-key go together');
+  return { tls: { ...(ca !== undefined ? { ca } : {}), ...(cert !== undefined && key !== undefined ? { cert, key } : {}) } };
+}
+
+function externalBrokerProtocol(values: Record<string, unknown>): { protocolVersion?: 4 | 5 } {
+  const v = values['broker-protocol'] as string | undefined;
+  if (v === undefined) return {};
+  if (v === '3.1.1') return { protocolVersion: 4 };
+  if (v === '5') return { protocolVersion: 5 };
+  throw usage(`--broker-protocol must be 3.1.1 or 5, got ${JSON.stringify(v)}`);
+}
+
 async function serve(values: Record<string, unknown>, io: CliIo): Promise<number> {
   const level = (values['log-level'] as string | undefined) ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(level)) throw usage(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
@@ -272,8 +295,9 @@ async function serve(values: Record<string, unknown>, io: CliIo): Promise<number
     if (values['broker-password-file'] !== undefined) password = readText(values['broker-password-file'] as string, '--broker-password-file').trim();
     url.username = '';
     url.password = '';
-    broker = { kind: 'external', url: url.toString().replace(/\/$/, ''), username, password };
+    broker = { kind: 'external', url: url.toString().replace(/\/$/, ''), username, password, ...externalBrokerTls(values, url), ...externalBrokerProtocol(values) };
   } else {
+    for (const flag of ['broker-ca', 'broker-cert', 'broker-key', 'broker-protocol']) if (values[flag] !== undefined) throw usage(`--${flag} needs --broker (an external broker)`);
     if (values.share !== undefined) throw usage('--share needs --broker: the embedded broker has no shared subscriptions');
     broker = { kind: 'embedded', host: (values['mqtt-host'] as string | undefined) ?? httpAddr.host, port: intFlag(values['mqtt-port'] as string | undefined, 'mqtt-port', 1883, 0, 65535), auth: values['mqtt-auth'] === true };
   }

@@ -10,7 +10,7 @@ import { buildPolicy } from '../../agent/src/firewall/allowlist';
 import { buildPayload } from '../../agent/src/payload';
 import { parsePayload } from '../../agent/src/payload/parse';
 import type { PayloadFormat } from '../../agent/src/payload/types';
-import { memberIdFromPayload, sanitizeTopicLevel } from '../../agent/src/protocol/mqtt';
+import { memberIdFromPayload } from '../../agent/src/protocol/mqtt';
 import { ControllerError, ControllerExit, describeError } from './errors';
 
 /** An agent with the default config (agent/src/config.ts): what every image accepts unless its config says more. */
@@ -33,9 +33,13 @@ function payloadError(message: string): ControllerError {
   return new ControllerError(message, ControllerExit.PAYLOAD);
 }
 
-/** An id that is already what the agent would put on the wire: 1-128 of A-Z a-z 0-9 . _ : @ = - */
+/**
+ * An id register takes: 1-128 of A-Z a-z 0-9 . _ : @ = -. The wire takes any id (topics encode
+ * it, agent/src/protocol/mqtt.ts), but these ids are also URL path segments and mosquitto
+ * usernames, so register keeps to Stratos-style ids.
+ */
 export function isCleanId(value: string): boolean {
-  return value !== '' && sanitizeTopicLevel(value, '') === value;
+  return /^[A-Za-z0-9._:@=-]{1,128}$/.test(value);
 }
 
 /** `--cluster` / `--member` become MQTT topic levels and URL path segments: they must already be clean. */

@@ -23,7 +23,16 @@ export const CONTROLLER_MQTT_USER = 'cartridge-controller';
 
 export type BrokerChoice =
   | { kind: 'embedded'; host: string; port: number; auth: boolean }
-  | { kind: 'external'; url: string; username?: string; password?: string };
+  | {
+      kind: 'external';
+      url: string;
+      username?: string;
+      password?: string;
+      /** PEM text for an mqtts:// broker: CA to verify it, client certificate and key. */
+      tls?: { ca?: string; cert?: string; key?: string };
+      /** Default: 5 with a shareGroup, else 3.1.1 (FleetTracker). */
+      protocolVersion?: 4 | 5;
+    };
 
 export interface ServeOptions {
   stateDir: string;
@@ -97,7 +106,9 @@ export async function startController(opts: ServeOptions): Promise<RunningContro
       const broker = await EmbeddedBroker.start({
         host: opts.broker.host,
         port: opts.broker.port,
-        ...(auth ? { authenticate, acl: { topicPrefix } } : {}),
+        // Stratos events are allowed as docs/daemon.md tells agents to send them: the embedded
+        // broker reads each one, so a member can send them only about itself (member-acl.ts).
+        ...(auth ? { authenticate, acl: { topicPrefix, stratosEvents: true } } : {}),
       });
       cleanups.push(() => broker.close());
       brokerUrl = broker.url.replace('//0.0.0.0:', '//127.0.0.1:');
@@ -113,6 +124,12 @@ export async function startController(opts: ServeOptions): Promise<RunningContro
       topicPrefix,
       // aedes has no $share: the group only makes sense on an external broker.
       shareGroup: opts.broker.kind === 'external' ? opts.shareGroup : undefined,
+      ...(opts.broker.kind === 'external' && opts.broker.protocolVersion ? { protocolVersion: opts.broker.protocolVersion } : {}),
+      ...(opts.broker.kind === 'external' && opts.broker.tls ? { mqttOptions: { ...opts.broker.tls, rejectUnauthorized: true } } : {}),
+      // An external broker may replay retained statuses only to exact subscriptions (RabbitMQ
+      // 3.10): ask for each registered member's, so a restart gets the whole fleet. aedes replays
+      // them to the wildcard.
+      ...(opts.broker.kind === 'external' ? { snapshotMembers: () => store.list().filter((m) => m.terminatedAt === null) } : {}),
       log: opts.log.child({ component: 'fleet' }),
     });
     await tracker.start();

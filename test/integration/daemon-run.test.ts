@@ -17,6 +17,7 @@ import { requireCommands } from '../helpers/env';
 import { freePort, Mosquitto, MEMBER_ACL, PREFIX } from '../fixtures/health/mosquitto';
 import { BUNDLE, makeImageRoot, runAgent, startPayloadServer, type ImageRoot } from '../../scripts/lib/fake-instance';
 import { startNotifyListener } from '../fixtures/systemd/notify-listener';
+import { encodeIdLevel } from '../../agent/src/protocol/mqtt';
 
 const MEMBER = 'php.member-1';
 const CLUSTER = 'php.shop';
@@ -100,7 +101,9 @@ test('run: READY after exports, birth, events, health, status, SIGHUP reload, cl
   const exited = new Promise<number | null>((resolve) => agent.once('exit', (code) => resolve(code)));
   cleanups.push(() => agent.kill('SIGKILL'));
 
-  const base = `${PREFIX}/${CLUSTER}/${MEMBER}`;
+  // Dotted Stratos ids travel encoded (docs/daemon.md "Ids on the wire").
+  const base = `${PREFIX}/${encodeIdLevel(CLUSTER)}/${encodeIdLevel(MEMBER)}`;
+  assert.equal(base, `${PREFIX}/php%2Eshop/php%2Emember-1`);
   await waitFor('READY=1', () => notes.some((n) => n.includes('READY=1')));
   assert.equal(exportsAtReady, true, 'READY=1 must come after the exports are written');
   const birth = await waitFor('retained birth', () => seen.find((m) => m.topic === `${base}/status` && m.body.state === 'online'));

@@ -157,7 +157,7 @@ describe('health over mosquitto', { timeout: 60_000 }, () => {
       reporter.publishEvent('started');
       reporter.publishEvent('activated');
       await live.waitFor('activated event', (m) => m.topic === topics.event && m.json?.type === 'activated');
-      await waitUntil('refusals counted', () => reporter.status().refused === 2);
+      await waitUntil('refusals counted', () => reporter.status().refused.event === 2);
       assert.match(reporter.status().lastError ?? '', /refused the publish to "instance\/status\/Instance(Started|Activated)Event": reason code 0x87 not authorized/);
       assert.equal(reporter.status().buffered, 0, 'refused messages do not block the buffer');
       assert.equal(live.seen.filter((m) => m.topic.startsWith('instance/')).length, 0);

@@ -61,3 +61,48 @@ test('delivery bookkeeping: in flight, settle, release, dropped while in flight'
   assert.equal(o.takeNext()?.body, 'c');
   assert.throws(() => new Outbox(0), /positive integer/);
 });
+
+test('a message that keeps losing the connection travels alone and is refused at the third strike', () => {
+  const o = new Outbox(10, 3);
+  for (const b of ['e1', 'bad', 'e2']) o.push(msg('event', b));
+  // First connection: all three in flight when the broker closes it (it objected to "bad").
+  const first = [o.takeNext(), o.takeNext(), o.takeNext()].map((e) => e!.id);
+  o.releaseAll(); // the 'down' event comes first, the rejections after
+  for (const id of first) assert.equal(o.strike(id), undefined, 'one strike is not enough');
+  // Next connection: struck entries go one at a time.
+  const e1 = o.takeNext()!;
+  assert.equal(e1.body, 'e1');
+  assert.equal(o.takeNext(), undefined, 'nothing else while a suspect is in flight');
+  o.settle(e1.id);
+  const bad = o.takeNext()!;
+  assert.equal(bad.body, 'bad');
+  assert.equal(o.takeNext(), undefined);
+  assert.equal(o.strike(bad.id), undefined, 'strike 2');
+  assert.equal(o.takeNext()!.body, 'bad', 'still at the head, still alone');
+  assert.equal(o.strike(bad.id)?.body, 'bad', 'strike 3: refused and returned');
+  assert.deepEqual(o.refused, { health: 0, event: 1 });
+  assert.deepEqual(o.dropped, { health: 0, event: 0 }, 'refused is not an outage drop');
+  o.push(msg('health', 'h1'));
+  const e2 = o.takeNext()!;
+  assert.equal(e2.body, 'e2', 'the innocent one (one strike) is sent again');
+  assert.equal(o.takeNext(), undefined, 'alone');
+  o.settle(e2.id);
+  const h1 = o.takeNext()!;
+  assert.equal(h1.body, 'h1');
+  o.push(msg('health', 'h2'));
+  assert.equal(o.takeNext()?.body, 'h2', 'no strikes: the window is open again');
+  o.settle(h1.id);
+  assert.equal(o.size, 1);
+});
+
+test('refused outright (PUBACK ≥ 0x80): removed and counted at once', () => {
+  const o = new Outbox(10);
+  o.push(msg('event', 'e1'));
+  o.push(msg('health', 'h1'));
+  const e = o.takeNext()!;
+  assert.equal(o.refuse(e.id)?.body, 'e1');
+  assert.equal(o.refuse(e.id), undefined, 'twice: already gone');
+  assert.deepEqual(o.refused, { health: 0, event: 1 });
+  assert.equal(o.takeNext()?.body, 'h1');
+  assert.throws(() => new Outbox(1, 0), /maxStrikes/);
+});

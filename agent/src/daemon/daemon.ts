@@ -325,6 +325,7 @@ export class Daemon {
             lastReportAt: h.lastReportAt === null ? null : new Date(h.lastReportAt).toISOString(),
             buffered: h.buffered,
             dropped: h.dropped.health + h.dropped.event,
+            refused: h.refused.health + h.refused.event,
             lastError: h.lastError,
           }
         : null,

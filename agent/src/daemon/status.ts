@@ -17,6 +17,8 @@ export interface BrokerStatus {
   lastReportAt: string | null;
   buffered: number;
   dropped: number;
+  /** Messages the broker refused (or that kept losing the connection), dropped. */
+  refused?: number;
   lastError: string | null;
 }
 
@@ -83,7 +85,7 @@ export function describeStatus(s: DaemonStatus, running: boolean): string {
     `payload:   ${s.payload ? `${s.payload.keys} variables, sha256 ${s.payload.digest}, ${s.payload.via}${s.payload.cachedAt ? ` (cached ${s.payload.cachedAt})` : ''}` : '-'}`,
     `exports:   ${s.exports.length ? s.exports.join(', ') : '-'}`,
     `firewall:  ${s.firewall ? `${s.firewall.mode}, ${s.firewall.backend ?? '-'}, ${s.firewall.ruleCount} rules${s.firewall.lastDrift ? `, last drift ${s.firewall.lastDriftAt}: ${s.firewall.lastDrift}` : ''}${s.firewall.lastError ? `, last error: ${s.firewall.lastError}` : ''}` : '-'}`,
-    `broker:    ${s.broker ? `${s.broker.connected ? 'connected' : 'NOT connected'} to ${s.broker.broker ?? '-'}, session ${s.broker.session ?? '-'}, last report ${s.broker.lastReportAt ?? 'never'}, ${s.broker.buffered} buffered, ${s.broker.dropped} dropped${s.broker.lastError ? `, last error: ${s.broker.lastError}` : ''}` : '-'}`,
+    `broker:    ${s.broker ? `${s.broker.connected ? 'connected' : 'NOT connected'} to ${s.broker.broker ?? '-'}, session ${s.broker.session ?? '-'}, last report ${s.broker.lastReportAt ?? 'never'}, ${s.broker.buffered} buffered, ${s.broker.dropped} dropped${s.broker.refused ? `, ${s.broker.refused} refused by the broker` : ''}${s.broker.lastError ? `, last error: ${s.broker.lastError}` : ''}` : '-'}`,
     `app:       ${s.app}`,
   ];
   return lines.join('\n') + '\n';

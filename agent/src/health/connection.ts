@@ -16,6 +16,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from '../log';
 import { buildBirth, buildOffline, parseStatusMessage } from '../protocol/mqtt';
 import type { BrokerSettings } from './broker-settings';
+import { preConnackCauses, ProtocolChoice, RateLimit, versionName } from './protocol-choice';
 import { describeReasonCode, isIdentityRefusal, reconnectDelayMs, type ReconnectTiming } from './reconnect-policy';
 import type { SessionSource } from './session';
 
@@ -32,9 +33,16 @@ export class PublishRefusedError extends Error {
   }
 }
 
-/** Not connected, or the connection was lost before the broker acknowledged: retry later. */
+/**
+ * Not connected, or the connection was lost before the broker acknowledged: retry later.
+ * `sent`: the publish had gone out on that connection (so the broker may have closed it
+ * because of this very message).
+ */
 export class NotConnectedError extends Error {
-  constructor(detail: string) {
+  constructor(
+    detail: string,
+    readonly sent = false,
+  ) {
     super(detail);
     this.name = 'NotConnectedError';
   }
@@ -42,7 +50,7 @@ export class NotConnectedError extends Error {
 
 export interface MqttConnectionDeps {
   settings: BrokerSettings;
-  /** Member id (sanitised): also the MQTT client id, so ACL patterns like `%c` match it. */
+  /** The encoded member id (memberClientId): also its topic level, so ACL patterns like `%c` match it. */
   clientId: string;
   statusTopic: string;
   sessions: SessionSource;
@@ -66,7 +74,12 @@ export interface ConnectionSnapshot {
   refused: boolean;
   nextAttemptAt: number | null;
   lastError: string | null;
+  /** The MQTT version of the next or current CONNECT (3.1.1 after a fallback from 5). */
+  protocolVersion: 4 | 5;
 }
+
+/** A broker that keeps closing before CONNACK is warned about at most this often. */
+const PRE_CONNACK_WARN_MS = 10 * 60_000;
 
 interface Attempt {
   client: MqttClient;
@@ -75,6 +88,11 @@ interface Attempt {
   up: boolean;
   closed: boolean;
   pending: Set<(err: Error) => void>;
+  /** Reason code of a DISCONNECT the broker sent (MQTT 5), for the log. */
+  disconnectReason: number | null;
+  version: 4 | 5;
+  /** The client reported an error (a refused CONNACK, a socket error): not a silent close. */
+  errored: boolean;
 }
 
 type Events = { up: [session: number]; down: [reason: string] };
@@ -90,10 +108,13 @@ export class MqttConnection extends EventEmitter<Events> {
   private connectedAt: number | null = null;
   private lastError: string | null = null;
   private readonly now: () => number;
+  private readonly protocol: ProtocolChoice;
+  private readonly preConnackWarnings = new RateLimit(PRE_CONNACK_WARN_MS);
 
   constructor(private readonly deps: MqttConnectionDeps) {
     super();
     this.now = deps.now ?? Date.now;
+    this.protocol = new ProtocolChoice(deps.settings.protocolVersion);
   }
 
   get connected(): boolean {
@@ -115,6 +136,7 @@ export class MqttConnection extends EventEmitter<Events> {
       refused: this.refused,
       nextAttemptAt: this.nextAttemptAt,
       lastError: this.lastError,
+      protocolVersion: this.attempt?.version ?? this.protocol.version,
     };
   }
 
@@ -129,8 +151,8 @@ export class MqttConnection extends EventEmitter<Events> {
         if (!err) return resolve();
         const code = (err as Error & { code?: unknown }).code;
         if (typeof code === 'number' && code >= 0x80) {
-          reject(new PublishRefusedError(a.url, topic, code, describeReasonCode(code, this.deps.settings.protocolVersion)));
-        } else reject(new NotConnectedError(`publish to "${topic}" not acknowledged: ${err.message}`));
+          reject(new PublishRefusedError(a.url, topic, code, describeReasonCode(code, a.version)));
+        } else reject(new NotConnectedError(`publish to "${topic}" not acknowledged: ${err.message}${this.disconnectNote(a)}`, true));
       });
     });
   }
@@ -166,21 +188,25 @@ export class MqttConnection extends EventEmitter<Events> {
     const { settings, log } = this.deps;
     const url = settings.urls[this.attempts++ % settings.urls.length] as string;
     const session = this.deps.sessions.next();
+    const version = this.protocol.version;
     let options: IClientOptions;
     try {
-      options = this.clientOptions(session);
+      options = this.clientOptions(session, version);
     } catch (err) {
       this.fail(url, `cannot read TLS/credential files: ${(err as Error).message}`, false);
       this.scheduleReconnect();
       return;
     }
     const client = mqtt.connect(url, options);
-    const a: Attempt = { client, url, session, up: false, closed: false, pending: new Set() };
+    const a: Attempt = { client, url, session, up: false, closed: false, pending: new Set(), disconnectReason: null, version, errored: false };
     this.attempt = a;
     log.debug({ broker: url, session }, 'connecting to MQTT broker');
 
     client.on('connect', () => void this.onConnect(a));
     client.on('message', (topic, payload) => this.onStatusMessage(a, topic, payload));
+    client.on('disconnect', (packet) => {
+      a.disconnectReason = packet.reasonCode ?? null;
+    });
     client.on('error', (err: Error & { code?: unknown }) => {
       // A connection we are ending (a clean stop) or have given up on: mqtt.js may still
       // report the writes that raced the close ("write after end"). Nothing is wrong then.
@@ -188,11 +214,14 @@ export class MqttConnection extends EventEmitter<Events> {
         log.debug({ broker: url, err: err.message }, 'MQTT client error after the connection was closed (ignored)');
         return;
       }
+      a.errored = true;
       const code = typeof err.code === 'number' ? err.code : null;
       if (code !== null && err.message.startsWith('Connection refused')) {
-        const identity = isIdentityRefusal(code, settings.protocolVersion);
+        const identity = isIdentityRefusal(code, a.version);
         const who = settings.username ? ` (user "${settings.username}", client id "${this.deps.clientId}")` : ` (client id "${this.deps.clientId}")`;
-        this.fail(url, `refused the connection: ${describeReasonCode(code, settings.protocolVersion)}${who}`, identity);
+        this.fail(url, `refused the connection: ${describeReasonCode(code, a.version)}${who}`, identity);
+        // NATS answers an MQTT 5 CONNECT with 1 "unacceptable protocol version" (0x84 in MQTT 5 terms).
+        if (code === 1 || code === 0x84) this.protocolNotAccepted(a);
       } else {
         const tls = /certificate|self.signed|SSL|TLS|alert/i.test(err.message) ? ' (TLS: check health.caFile and the broker certificate)' : '';
         this.fail(url, `${err.message}${tls}`, false);
@@ -201,7 +230,7 @@ export class MqttConnection extends EventEmitter<Events> {
     client.on('close', () => this.onClose(a));
   }
 
-  private clientOptions(session: number): IClientOptions {
+  private clientOptions(session: number, version: 4 | 5): IClientOptions {
     const { settings } = this.deps;
     const tls: Partial<IClientOptions> = {};
     if (settings.caFile) tls.ca = readFileSync(settings.caFile);
@@ -211,7 +240,7 @@ export class MqttConnection extends EventEmitter<Events> {
     }
     return {
       clientId: this.deps.clientId,
-      protocolVersion: settings.protocolVersion,
+      protocolVersion: version,
       keepalive: settings.keepaliveS,
       clean: true,
       reconnectPeriod: 0,
@@ -223,7 +252,7 @@ export class MqttConnection extends EventEmitter<Events> {
       writeCache: false,
       ...(settings.username !== null ? { username: settings.username } : {}),
       ...(settings.password !== null ? { password: settings.password } : {}),
-      ...(settings.protocolVersion === 5 ? { properties: { sessionExpiryInterval: 0 } } : {}),
+      ...(version === 5 ? { properties: { sessionExpiryInterval: 0 } } : {}),
       will: { topic: this.deps.statusTopic, payload: Buffer.from(JSON.stringify(buildOffline(session, this.now(), 'lwt'))), qos: 1, retain: true },
       rejectUnauthorized: true,
       ...tls,
@@ -236,7 +265,10 @@ export class MqttConnection extends EventEmitter<Events> {
     this.failures = 0;
     this.refused = false;
     this.connectedAt = this.now();
-    this.deps.log.info({ broker: a.url, session: a.session }, 'connected to MQTT broker');
+    this.deps.log.info({ broker: a.url, session: a.session, protocol: versionName(a.version) }, 'connected to MQTT broker');
+    if (this.protocol.accepted() === 'kept') {
+      this.deps.log.warn({ broker: a.url }, `broker ${a.url} took MQTT 3.1.1 after refusing MQTT 5: staying on 3.1.1 for this run; set health.protocolVersion "3.1.1" for this broker`);
+    }
     try {
       await this.publishBirth(a);
       const granted = await a.client.subscribeAsync(this.deps.statusTopic, { qos: 1 });
@@ -288,17 +320,43 @@ export class MqttConnection extends EventEmitter<Events> {
     a.closed = true;
     const wasUp = a.up;
     a.up = false;
-    for (const reject of a.pending) reject(new NotConnectedError(`connection to ${a.url} lost`));
+    for (const reject of a.pending) reject(new NotConnectedError(`connection to ${a.url} lost${this.disconnectNote(a)}`, true));
     a.pending.clear();
     a.client.end(true);
     if (a !== this.attempt || this.stopping) return;
     if (wasUp) {
       this.deps.log.warn({ broker: a.url }, 'lost connection to MQTT broker');
       this.emit('down', `connection to ${a.url} lost`);
-    } else if (!this.lastError) {
-      this.lastError = `broker ${a.url}: connection closed before CONNACK`;
+    } else if (!a.errored) {
+      this.closedBeforeConnack(a);
     }
     this.scheduleReconnect();
+  }
+
+  /** The broker closed the connection without a CONNACK or an error: say what is likely, now and then. */
+  private closedBeforeConnack(a: Attempt): void {
+    const tls = a.url.startsWith('mqtts:');
+    this.lastError = `broker ${a.url}: connection closed before CONNACK (${versionName(a.version)}); likely ${preConnackCauses(a.version, tls)}`;
+    if (this.protocolNotAccepted(a)) return;
+    if (this.preConnackWarnings.allow(this.now())) this.deps.log.warn({ broker: a.url, protocol: versionName(a.version) }, `${this.lastError} (repeats are logged at debug level for ${PRE_CONNACK_WARN_MS / 60_000} min)`);
+    else this.deps.log.debug({ broker: a.url }, this.lastError);
+  }
+
+  /** The configured MQTT 5 was not accepted: fall back to 3.1.1 once (logged). True when it did. */
+  private protocolNotAccepted(a: Attempt): boolean {
+    if (a.version !== this.protocol.version) return false; // already decided for this attempt's version
+    const step = this.protocol.notAccepted();
+    if (step === 'fall-back') {
+      this.deps.log.warn({ broker: a.url }, `broker ${a.url} did not accept MQTT 5 (${a.errored ? 'CONNACK refused the protocol version' : 'closed before CONNACK'}): trying MQTT 3.1.1 once`);
+      return true;
+    }
+    if (step === 'give-up') this.deps.log.warn({ broker: a.url }, `broker ${a.url} did not accept MQTT 3.1.1 either: back to MQTT 5, the protocol is not the cause`);
+    return false;
+  }
+
+  private disconnectNote(a: Attempt): string {
+    const code = a.disconnectReason;
+    return code === null ? '' : ` (the broker sent DISCONNECT with ${describeReasonCode(code, 5)})`;
   }
 
   private scheduleReconnect(): void {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { AgentConfig } from '../config';
 import type { Logger } from '../log';
 import type { RootedPaths } from '../paths';
-import { memberIdFromPayload, memberTopics, type MemberId } from '../protocol/mqtt';
+import { memberClientId, memberIdFromPayload, memberTopics, type MemberId } from '../protocol/mqtt';
 import { resolveBrokerSettings, type BrokerSettings } from './broker-settings';
 import { MqttConnection } from './connection';
 import { MetricsCollector } from './metrics';
@@ -34,7 +34,7 @@ export function createHealthReporter(input: CreateHealthReporterInput): { report
   const topics = memberTopics(h.topicPrefix, member);
   const connection = new MqttConnection({
     settings,
-    clientId: member.memberId,
+    clientId: memberClientId(member),
     statusTopic: topics.status,
     sessions: new PersistedSessionCounter(path.join(paths.resolve(config.state.dir), SESSION_FILE), log),
     agentVersion: input.agentVersion,

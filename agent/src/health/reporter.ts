@@ -14,9 +14,9 @@ import {
   buildEvent, buildStratosEvent, STRATOS_EVENT_FOR, stratosTopic, WIRE_VERSION,
   type EventType, type HealthReport, type MemberChannel,
 } from '../protocol/mqtt';
-import { PublishRefusedError, type ConnectionSnapshot, type MqttConnection } from './connection';
+import { NotConnectedError, PublishRefusedError, type ConnectionSnapshot, type MqttConnection } from './connection';
 import type { AllowPredicate, MachineMetrics } from './metrics';
-import { Outbox, type OutboxMessage } from './outbox';
+import { Outbox, type DropCounts, type OutboxEntry, type OutboxMessage } from './outbox';
 
 /** What changes under the reporter (SIGHUP, firewall drift): read fresh for every message. */
 export interface HealthContext {
@@ -50,14 +50,17 @@ export interface HealthStatus {
   lastReportSeq: number | null;
   buffered: number;
   dropped: { health: number; event: number };
-  /** Messages the broker refused for good (ACL). */
-  refused: number;
+  /** Messages the broker refused (MQTT 5 PUBACK ≥ 0x80) or that lost the connection MAX_STRIKES times: dropped. */
+  refused: DropCounts;
   lastError: string | null;
   connection: ConnectionSnapshot;
 }
 
 /** QoS 1 messages in flight at once while flushing (ordered on one connection anyway). */
 const WINDOW = 16;
+
+/** Lost connections with a message in flight (alone, after the first) before it is dropped. */
+export const MAX_STRIKES = 3;
 
 export class HealthReporter {
   private readonly outbox: Outbox;
@@ -69,7 +72,6 @@ export class HealthReporter {
   private eventSeq = 0;
   private lastReportAt: number | null = null;
   private lastReportSeq: number | null = null;
-  private refused = 0;
   private lastPublishError: string | null = null;
   private dropWarned = false;
   private drainWaiters: Array<() => void> = [];
@@ -80,7 +82,7 @@ export class HealthReporter {
   private readonly onDown = (): void => this.outbox.releaseAll();
 
   constructor(private readonly deps: HealthReporterDeps) {
-    this.outbox = new Outbox(deps.bufferMessages);
+    this.outbox = new Outbox(deps.bufferMessages, MAX_STRIKES);
     this.now = deps.now ?? Date.now;
     this.random = deps.random ?? Math.random;
   }
@@ -150,6 +152,7 @@ export class HealthReporter {
       payloadDigest: ctx.payloadDigest,
       agent: this.deps.agentVersion,
       dropped: { ...this.outbox.dropped },
+      refused: { ...this.outbox.refused },
     };
     this.enqueue({ kind: 'health', topic: this.deps.topics.health, body: JSON.stringify(report), qos: 0 }, report.seq);
     return report;
@@ -165,7 +168,7 @@ export class HealthReporter {
       lastReportSeq: this.lastReportSeq,
       buffered: this.outbox.size,
       dropped: { ...this.outbox.dropped },
-      refused: this.refused,
+      refused: { ...this.outbox.refused },
       lastError: c.lastError ?? this.lastPublishError,
       connection: c,
     };
@@ -219,12 +222,20 @@ export class HealthReporter {
         (err: Error) => {
           if (err instanceof PublishRefusedError) {
             // Retrying cannot help (ACL): drop it, say so, keep the queue moving.
-            this.outbox.settle(e.id);
-            this.healthSeqById.delete(e.id);
-            this.refused++;
-            this.lastPublishError = err.message;
-            this.deps.log.error({ topic: e.topic, code: err.code }, err.message);
+            this.outbox.refuse(e.id);
+            this.dropRefused(e, err.message, { code: err.code });
             this.pump();
+          } else if (err instanceof NotConnectedError && err.sent) {
+            // Perhaps the broker closed the connection because of this message: after
+            // MAX_STRIKES such losses it goes, so it cannot keep the agent reconnecting.
+            const gone = this.outbox.strike(e.id);
+            if (gone) {
+              const why =
+                `dropped after the connection was lost ${MAX_STRIKES} times with this ${e.kind} message in flight: ` +
+                `the broker probably refuses it (MQTT 3.1.1 brokers such as aedes close the connection on a publish their ACL denies, ` +
+                `NATS on a topic it cannot map); last: ${err.message}`;
+              this.dropRefused(gone, `publish to "${gone.topic}" ${why}`, { strikes: gone.strikes });
+            }
           } else {
             this.outbox.release(e.id);
           }
@@ -232,6 +243,12 @@ export class HealthReporter {
       );
     }
     if (this.outbox.size === 0) for (const w of this.drainWaiters.splice(0)) w();
+  }
+
+  private dropRefused(e: OutboxEntry, message: string, detail: Record<string, unknown>): void {
+    this.healthSeqById.delete(e.id);
+    this.lastPublishError = message;
+    this.deps.log.error({ topic: e.topic, kind: e.kind, refused: { ...this.outbox.refused }, ...detail }, message);
   }
 
   private drained(): Promise<void> {

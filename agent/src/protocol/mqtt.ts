@@ -3,7 +3,7 @@
  * cannot drift: topics, payload types, pure builders, and validators for what a consumer
  * receives. See docs and DESIGN.md "MQTT".
  *
- * Topics: `<prefix>/<cluster>/<member>/status|health|event`.
+ * Topics: `<prefix>/<cluster>/<member>/status|health|event`, ids encoded (encodeIdLevel).
  * - status: retained, QoS 1. Birth `online` on every connect; the last will is `offline`
  *   (cause `lwt`); a graceful stop publishes `offline` (cause `shutdown`).
  * - health: QoS 0, not retained, every intervalS (jittered).
@@ -79,6 +79,12 @@ export interface HealthReport {
   agent: string;
   /** Messages the agent dropped from its outage buffer since it started (cumulative). */
   dropped: { health: number; event: number };
+  /**
+   * Messages the broker would not take, dropped since the agent started (cumulative): refused
+   * (MQTT 5 PUBACK ≥ 0x80) or the connection lost 3 times with it in flight. Absent from
+   * agents before it.
+   */
+  refused?: { health: number; event: number };
 }
 
 export const EVENT_TYPES = ['started', 'activated', 'ready-to-shutdown', 'maintenance', 'fault'] as const;
@@ -103,30 +109,91 @@ export interface MemberTopicPayloads {
 // ---------------------------------------------------------------- topics and identity
 
 /**
- * One topic level from an id: `/`, `+`, `#`, whitespace and control characters (and anything
- * outside a conservative set, since the member id is also the client id that ACL patterns
- * like mosquitto's `%c` must match as a whole level) become `_`. Empty → fallback.
+ * Ids on the wire (DESIGN.md "Ids on the wire"): one reversible encoding of a cluster or member
+ * id into ONE topic level, the same on every broker we support. Characters outside
+ * `[A-Za-z0-9_-]` become `%XX` per UTF-8 byte (upper-case hex), `%` itself included. Why that
+ * alphabet, broker by broker (docs/daemon.md "Ids on the wire"):
+ * - MQTT itself: `/` separates levels, `+` `#` are wildcards, a leading `$` is for the broker,
+ *   NUL is forbidden and control characters are discouraged (mosquitto refuses them).
+ * - RabbitMQ (3.x MQTT plugin): topic → AMQP routing key turns `/` into `.` and `+` into `*`,
+ *   and back `.` into `/` and `*` into `+`: a `.` in an id arrives as a level separator
+ *   (`php.shop` → `php/shop`, and `a.b`/`x` collides with `a`/`b.x`); `*` and `#` are AMQP
+ *   wildcards in bindings.
+ * - NATS (2.9): `.` and space are refused (the connection is dropped, at CONNECT if the will
+ *   topic has one); 2.10 turns `.` into `//`. `*` and `>` are NATS wildcards.
+ * - ActiveMQ Classic: swaps `/`↔`.`, `+`↔`*`, `#`↔`>` into destination names, where `,`
+ *   makes a composite destination and `:`/`?` carry options.
+ * - mosquitto/EMQX ACL patterns substitute `%u`/`%c`: hex is upper-case, so an encoded level
+ *   never holds `%u` or `%c`.
+ * What is left, letters, digits, `_` and `-`, means nothing to any of them. Ids in that
+ * alphabet are unchanged, so simple ids look as before. The encoding is canonical: decoding
+ * accepts only what encoding produces (no `%41` for `A`, no lower-case hex), so distinct ids
+ * never share a topic level and no level decodes to two ids.
  */
-export function sanitizeTopicLevel(id: string, fallback: string): string {
-  const trimmed = id.trim();
-  if (trimmed === '') return fallback;
-  return trimmed.replace(/[^A-Za-z0-9._:@=-]/g, '_').slice(0, 128);
+const SAFE_ID_CHAR = /[A-Za-z0-9_-]/;
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+/** An id as one topic level. Throws on an empty id or one that is not well-formed Unicode (no reversible UTF-8). */
+export function encodeIdLevel(id: string): string {
+  if (id === '') throw new RangeError('an id must not be empty');
+  if (LONE_SURROGATE.test(id)) throw new RangeError(`id ${JSON.stringify(id)} is not well-formed Unicode (a lone surrogate)`);
+  let out = '';
+  for (const ch of id) {
+    if (SAFE_ID_CHAR.test(ch)) out += ch;
+    else for (const byte of Buffer.from(ch, 'utf8')) out += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** The id a topic level holds; null when the level is not exactly what encodeIdLevel makes of some id. */
+export function decodeIdLevel(level: string): string | null {
+  if (level === '' || !/^(?:[A-Za-z0-9_-]|%[0-9A-F]{2})+$/.test(level)) return null;
+  const bytes: number[] = [];
+  for (let i = 0; i < level.length; ) {
+    if (level[i] === '%') {
+      bytes.push(parseInt(level.slice(i + 1, i + 3), 16));
+      i += 3;
+    } else bytes.push(level.charCodeAt(i++));
+  }
+  let id: string;
+  try {
+    id = UTF8.decode(Uint8Array.from(bytes));
+  } catch {
+    return null; // not UTF-8
+  }
+  return encodeIdLevel(id) === level ? id : null;
 }
 
 /**
- * Cluster and member from the payload as Stratos names them. Fallbacks: cluster `default`;
- * member = MEMBER_ID, else INSTANCE_ID, else the instance id the pointer source gave.
+ * The MQTT client id of a member: its encoded member id. ASCII in a safe alphabet, so every
+ * broker takes it, and equal to the member's topic level, so an ACL pattern with `%c`
+ * (mosquitto, EMQX) matches the member's own topics.
+ */
+export function memberClientId(id: MemberId): string {
+  return encodeIdLevel(id.memberId);
+}
+
+/** A payload id as given; blank (empty or only whitespace) counts as absent. */
+function idValue(value: string | undefined): string | undefined {
+  return value !== undefined && value.trim() !== '' ? value : undefined;
+}
+
+/**
+ * Cluster and member from the payload as Stratos names them, exactly (the topics encode them).
+ * Fallbacks: cluster `default`; member = MEMBER_ID, else INSTANCE_ID, else the instance id the
+ * pointer source gave, else `unknown`.
  */
 export function memberIdFromPayload(vars: ReadonlyMap<string, string>, instanceId: string): MemberId {
-  const member = vars.get('MEMBER_ID') || vars.get('INSTANCE_ID') || instanceId;
   return {
-    clusterId: sanitizeTopicLevel(vars.get('CLUSTER_ID') ?? '', DEFAULT_CLUSTER_ID),
-    memberId: sanitizeTopicLevel(member, sanitizeTopicLevel(instanceId, 'unknown')),
+    clusterId: idValue(vars.get('CLUSTER_ID')) ?? DEFAULT_CLUSTER_ID,
+    memberId: idValue(vars.get('MEMBER_ID')) ?? idValue(vars.get('INSTANCE_ID')) ?? idValue(instanceId) ?? 'unknown',
   };
 }
 
 export function memberTopic(prefix: string, id: MemberId, channel: MemberChannel): string {
-  return `${prefix}/${id.clusterId}/${id.memberId}/${channel}`;
+  return `${prefix}/${encodeIdLevel(id.clusterId)}/${encodeIdLevel(id.memberId)}/${channel}`;
 }
 
 /** All three topics of a member. */
@@ -139,13 +206,16 @@ export function fleetFilter(prefix: string, channel: MemberChannel | '#'): strin
   return channel === '#' ? `${prefix}/#` : `${prefix}/+/+/${channel}`;
 }
 
-/** Inverse of memberTopic; null for a topic that is not a member topic under prefix. */
+/** Inverse of memberTopic (ids decoded); null for a topic that is not a member topic under prefix. */
 export function parseMemberTopic(prefix: string, topic: string): (MemberId & { channel: MemberChannel }) | null {
   if (!topic.startsWith(`${prefix}/`)) return null;
   const parts = topic.slice(prefix.length + 1).split('/');
   if (parts.length !== 3) return null;
-  const [clusterId, memberId, channel] = parts as [string, string, string];
-  if (!clusterId || !memberId || !(MEMBER_CHANNELS as readonly string[]).includes(channel)) return null;
+  const [clusterLevel, memberLevel, channel] = parts as [string, string, string];
+  if (!(MEMBER_CHANNELS as readonly string[]).includes(channel)) return null;
+  const clusterId = decodeIdLevel(clusterLevel);
+  const memberId = decodeIdLevel(memberLevel);
+  if (clusterId === null || memberId === null) return null;
   return { clusterId, memberId, channel: channel as MemberChannel };
 }
 

@@ -7,9 +7,10 @@
  * Optional access control (member-acl.ts, the same rule as the generated mosquitto config):
  * with `authenticate` set, every client must log in, and the login says who it is (an operator
  * or a member of a cluster); with `acl` set too, a member must connect with its own member id
- * as client id — a CONNECT with another's is refused before aedes looks at the existing
- * session, so it cannot take it over or fire its will — and may publish (its will included)
- * and subscribe only under its own `<prefix>/<cluster>/<member>/`.
+ * as client id (encoded, memberClientId) — a CONNECT with another's is refused before aedes
+ * looks at the existing session, so it cannot take it over or fire its will — and may publish
+ * (its will included) and subscribe only under its own `<prefix>/<cluster>/<member>/`, plus,
+ * with `acl.stratosEvents`, Stratos events whose body names itself (the broker reads it).
  */
 import net from 'node:net';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
@@ -97,7 +98,7 @@ export class EmbeddedBroker {
     const who = (client: Client | null): BrokerLogin | null | undefined => (client ? this.logins.get(client) : null);
     this.aedes.authorizePublish = (client, packet, done) => {
       const login = who(client);
-      if (login === null || (login !== undefined && mayPublish(acl, login, packet.topic))) return done(null);
+      if (login === null || (login !== undefined && mayPublish(acl, login, packet.topic, packet.payload))) return done(null);
       done(new Error(`${client?.id ?? 'anonymous'} may not publish to ${packet.topic}`));
     };
     this.aedes.authorizeSubscribe = (client, sub, done) => {

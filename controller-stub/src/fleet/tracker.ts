@@ -5,6 +5,9 @@
  *   §3.3.1.3; mosquitto ≥ 2.0.13 sends no retained messages to `$share`);
  * - health and events through `$share/<group>/…` when shareGroup is set, so replicas split
  *   the stream (each message to one replica), plain subscriptions otherwise.
+ * - with snapshotMembers, also each known member's exact status topic: some brokers (RabbitMQ
+ *   3.10) replay retained messages only to a subscription naming the topic, never to a
+ *   wildcard, so a restarted controller would otherwise not learn of members already online.
  * mqtt.js reconnects on its own (fixed 1 s); we re-subscribe on every connect and tell the
  * book when we were deaf, so our own outage cannot turn the fleet STALE.
  */
@@ -13,7 +16,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from '../../../agent/src/log';
 import { redactUrl } from '../../../agent/src/redact';
 import {
-  fleetFilter, memberTopics, parseHealthReport, parseLifecycleEvent, parseMemberTopic, parseStatusMessage, WireFormatError,
+  fleetFilter, memberTopic, memberTopics, parseHealthReport, parseLifecycleEvent, parseMemberTopic, parseStatusMessage, WireFormatError,
   type HealthReport, type LifecycleEvent, type MemberId,
 } from '../../../agent/src/protocol/mqtt';
 import { FleetBook, type FleetMetrics, type FleetRow } from './book';
@@ -33,7 +36,12 @@ export interface FleetTrackerDeps {
   protocolVersion?: 4 | 5;
   /** Extra mqtt.js options (TLS: ca, cert, key, ...). */
   mqttOptions?: IClientOptions;
+  /** Members whose retained status to fetch by exact subscription on every connect (e.g. the member store's live members). */
+  snapshotMembers?: () => readonly MemberId[];
 }
+
+/** Exact status subscriptions per SUBSCRIBE packet. */
+const SNAPSHOT_BATCH = 500;
 
 /** What a tracker hears, for callers that want the stream (tests count shares with it). */
 type TrackerEvents = {
@@ -163,6 +171,13 @@ export class FleetTracker extends EventEmitter<TrackerEvents> {
     const granted = await client.subscribeAsync({ [fleetFilter(prefix, 'status')]: { qos: 1 }, [stream('health')]: { qos: 0 }, [stream('event')]: { qos: 1 } });
     const refused = granted.filter((g) => g.qos === 128 || g.qos > 2);
     if (refused.length) throw new Error(`broker refused subscriptions: ${refused.map((g) => g.topic).join(', ')}`);
+    const members = this.deps.snapshotMembers?.() ?? [];
+    let refusedExact = 0;
+    for (let i = 0; i < members.length; i += SNAPSHOT_BATCH) {
+      const filters = Object.fromEntries(members.slice(i, i + SNAPSHOT_BATCH).map((id) => [memberTopic(prefix, id, 'status'), { qos: 1 as const }]));
+      refusedExact += (await client.subscribeAsync(filters)).filter((g) => g.qos === 128 || g.qos > 2).length;
+    }
+    if (refusedExact) this.deps.log.warn({ refused: refusedExact, of: members.length }, 'broker refused some exact status subscriptions: those members show up at their next status or health report');
   }
 
   private onMessage(topic: string, payload: Buffer, retained: boolean): void {
