@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import mqtt from 'mqtt';
+import { memberTopics } from '../../agent/src/protocol/mqtt';
 import { parseUnitDeployment } from '../../bench/lib/unit-file';
 import { requireCommands, requireFile } from '../helpers/env';
 import { agentRuntimes } from '../helpers/runtimes';
@@ -114,13 +115,14 @@ for (const runtime of agentRuntimes()) {
       const exited = new Promise<number | null>((resolve) => agent.once('exit', (code) => resolve(code)));
       cleanups.push(() => agent.kill('SIGKILL'));
 
-      const base = `${PREFIX}/${CLUSTER}/${MEMBER}`;
+      // The dotted Stratos ids travel encoded (docs/daemon.md, "Ids on the wire").
+      const topics = memberTopics(PREFIX, { clusterId: CLUSTER, memberId: MEMBER });
       await until('READY=1', () => listener.messages.some((m) => m.msg.includes('READY=1')));
-      await until('retained birth', () => seen.find((m) => m.topic === `${base}/status` && m.body.state === 'online'));
-      await until('a health report', () => seen.find((m) => m.topic === `${base}/health`));
+      await until('retained birth', () => seen.find((m) => m.topic === topics.status && m.body.state === 'online'));
+      await until('a health report', () => seen.find((m) => m.topic === topics.health));
       agent.kill('SIGTERM');
       assert.equal(await exited, 0, stderr);
-      await until('offline', () => seen.find((m) => m.topic === `${base}/status` && m.body.state === 'offline'));
+      await until('offline', () => seen.find((m) => m.topic === topics.status && m.body.state === 'offline'));
       assert.ok(listener.messages.some((m) => m.msg.includes('STOPPING=1')));
       assert.doesNotMatch(stderr, /Warning|snapshot/i, 'the snapshot run printed warnings');
     });
