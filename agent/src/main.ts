@@ -185,24 +185,13 @@ async function commandEnv(cli: ParsedCli, config: AgentConfig, paths: RootedPath
   return ExitCode.OK;
 }
 
-/** payload.json as the agent writes it: an object of strings under valid names. */
-function exportedPayloadProblem(value: unknown, stringRecord: (v: unknown) => string | null, NAME_PATTERN: RegExp): string | null {
-  const problem = stringRecord(value);
-  if (problem) return problem;
-  const bad = Object.keys(value as object).find((k) => !NAME_PATTERN.test(k));
-  return bad === undefined ? null : `${JSON.stringify(bad.slice(0, 40))} is not a variable name (${NAME_PATTERN})`;
-}
-
 /** The payload as last exported (export.jsonFile): what `env` and `firewall` work from. */
 async function readExportedVars(config: AgentConfig, paths: RootedPaths): Promise<Map<string, string>> {
   if (!config.export.jsonFile) {
     throw new AgentError('this command reads export.jsonFile, which is disabled (null) in the config', ExitCode.CONFIG);
   }
-  const [{ readStateFile, stringRecord }, { NAME_PATTERN }] = await Promise.all([import('./io/state-file'), import('./payload/validate')]);
-  const file = paths.resolve(config.export.jsonFile);
-  const vars = await readStateFile<Record<string, string>>(file, 'the exported payload', (v) => exportedPayloadProblem(v, stringRecord, NAME_PATTERN));
-  if (!vars) throw new AgentError(`no ${file}: nothing is exported (has 'cartridge-agent once' run on this boot?)`, ExitCode.NOTHING_EXPORTED);
-  return new Map(Object.entries(vars));
+  const { readExportedPayload } = await import('./export/read-back');
+  return readExportedPayload(paths.resolve(config.export.jsonFile));
 }
 
 function describeFirewall(f: FirewallState): string {
