@@ -202,27 +202,31 @@ export function applyEnvOverrides(raw: unknown, env: NodeJS.ProcessEnv): unknown
  * Load the config file (resolved under --root). A missing file at the default path means
  * "all defaults"; a missing file named explicitly with --config is an error.
  */
-export function loadConfig(paths: RootedPaths, configPath: string | undefined, env: NodeJS.ProcessEnv): { config: AgentConfig; file: string | null } {
-  const imagePath = configPath ?? DEFAULT_CONFIG_PATH;
-  const hostPath = paths.resolve(imagePath);
-  let raw: unknown = {};
-  let file: string | null = hostPath;
-  let text: string | null = null;
+/**
+ * The config file's bytes and its JSON (the pure file reading loadConfig and the early
+ * restore's record share). Absent: null, unless `required` (named with --config). Unreadable
+ * or not JSON: a ConfigError naming the file.
+ */
+export function readConfigFile(hostPath: string, required: boolean): { bytes: Buffer; raw: unknown } | null {
+  let bytes: Buffer;
   try {
-    text = readFileSync(hostPath, 'utf8');
+    bytes = readFileSync(hostPath);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' && configPath === undefined) file = null;
-    else throw new ConfigError('(file)', `cannot read config: ${(err as Error).message}`, hostPath);
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !required) return null;
+    throw new ConfigError('(file)', `cannot read config: ${(err as Error).message}`, hostPath);
   }
-  if (text !== null) {
-    try {
-      raw = JSON.parse(text);
-    } catch (err) {
-      throw new ConfigError('(file)', `not valid JSON: ${(err as Error).message}`, hostPath);
-    }
+  try {
+    return { bytes, raw: JSON.parse(bytes.toString('utf8')) };
+  } catch (err) {
+    throw new ConfigError('(file)', `not valid JSON: ${(err as Error).message}`, hostPath);
   }
-  return { config: parseConfig(applyRootDefaults(applyEnvOverrides(raw, env), paths), file ?? undefined), file };
+}
+
+export function loadConfig(paths: RootedPaths, configPath: string | undefined, env: NodeJS.ProcessEnv): { config: AgentConfig; file: string | null } {
+  const hostPath = paths.resolve(configPath ?? DEFAULT_CONFIG_PATH);
+  const read = readConfigFile(hostPath, configPath !== undefined);
+  const file = read ? hostPath : null;
+  return { config: parseConfig(applyRootDefaults(applyEnvOverrides(read?.raw ?? {}, env), paths), file ?? undefined), file };
 }
 
 /**

@@ -4,10 +4,9 @@
  * fsync), remove firewall.restore with firewall.json, and prune text files no manifest names.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { DEFAULT_CONFIG_PATH, parseConfig } from '../config';
+import { DEFAULT_CONFIG_PATH, parseConfig, readConfigFile } from '../config';
 import { ConfigError } from '../errors';
 import type { RootedPaths } from '../paths';
 import { FileTransaction } from '../io/staged-write';
@@ -40,18 +39,9 @@ export async function stageRestoreFiles(txn: FileTransaction, stateDirHost: stri
  */
 export function baselineRestoreOf(paths: RootedPaths): RestoreFiles {
   const file = paths.resolve(DEFAULT_CONFIG_PATH);
-  let bytes: Buffer | null = null;
-  try {
-    bytes = readFileSync(file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new ConfigError('(file)', `cannot read config: ${(err as Error).message}`, file);
-  }
-  let raw: unknown = {};
-  try {
-    if (bytes !== null) raw = JSON.parse(bytes.toString('utf8'));
-  } catch (err) {
-    throw new ConfigError('(file)', `not valid JSON: ${(err as Error).message}`, file);
-  }
+  const read = readConfigFile(file, false);
+  const bytes = read?.bytes ?? null;
+  const raw = read?.raw ?? {};
   const config = parseConfig(raw, file);
   const sha256 = bytes === null ? null : createHash('sha256').update(bytes).digest('hex');
   return baselineRestoreFiles(config.firewall, { path: DEFAULT_CONFIG_PATH, sha256 });
