@@ -100,14 +100,17 @@ export class Daemon {
       if (!boot) return 0; // stopped while retrying
       this.firewallState = boot.firewall;
       this.current = await this.startGeneration(config, boot);
-      // READY=1 takes the latest STATUS= along (one systemd-notify run); nothing waits for it.
-      void this.notifier.ready(this.describeReady(boot));
+      // READY=1 takes the latest STATUS= along (one systemd-notify run). The health stack waits
+      // for it below (it is loaded after READY=1: with a notification still ahead in the queue,
+      // not waiting let mqtt.js load first); the watchdog and the tick need not.
+      const readySent = this.notifier.ready(this.describeReady(boot));
       this.setActivity(this.describeReady(boot), false);
       this.watchdog = createWatchdog(this.notifier, log);
       this.watchdog?.start();
       this.tick = setInterval(() => this.onTick(), TICK_MS);
       // Only now the MQTT stack is loaded (docs/daemon.md "Start-up"): a broker is state to
       // report, never something READY=1 waits for.
+      await readySent;
       await this.connectHealth(this.current);
       void this.lifecycleEvents(this.current);
 
